@@ -1,0 +1,135 @@
+"""The one place that looks at hardware.
+
+Everything else receives a :class:`DeviceConfig` and never asks torch about CUDA itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    """How to run on the resolved device.
+
+    Attributes:
+        device: where tensors and modules live.
+        amp_dtype: the autocast dtype for forward passes, or ``None`` for full precision.
+        pin_memory: pin host tensors before copying them to the device.
+        non_blocking: issue host-to-device copies asynchronously.
+        eval_batch_size: rows per forward pass when predicting or scoring.
+    """
+
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    pin_memory: bool
+    non_blocking: bool
+    eval_batch_size: int
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Mixed precision on CUDA (bf16), nothing on the CPU."""
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def to_device(self, tensor: torch.Tensor) -> torch.Tensor:
+        if tensor.device == self.device:
+            return tensor
+        if self.pin_memory and tensor.device.type == "cpu":
+            tensor = tensor.pin_memory()
+        return tensor.to(self.device, non_blocking=self.non_blocking)
+
+
+def resolve_device(
+    device: str | torch.device = "auto", *, cuda_available: bool | None = None
+) -> DeviceConfig:
+    """Turn a user's ``device`` option into a :class:`DeviceConfig`.
+
+    ``"auto"`` picks the first CUDA device when one is present and the CPU otherwise.
+    ``cuda_available`` overrides the hardware probe (for tests of the resolution logic).
+    """
+    if cuda_available is None:
+        cuda_available = torch.cuda.is_available()
+    if isinstance(device, str) and device == "auto":
+        device = "cuda" if cuda_available else "cpu"
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(
+            f"device must be 'auto', 'cpu', 'cuda' or 'cuda:<index>', got {device!r}"
+        ) from error
+    if resolved.type == "cuda":
+        if not cuda_available:
+            raise ValueError(
+                f"device={str(device)!r} was requested but CUDA is not available;"
+                " use device='auto' or device='cpu'"
+            )
+        bf16 = _cuda_supports_bf16(resolved)
+        return DeviceConfig(
+            device=resolved,
+            amp_dtype=torch.bfloat16 if bf16 else None,
+            pin_memory=True,
+            non_blocking=True,
+            eval_batch_size=8192,
+        )
+    if resolved.type != "cpu":
+        raise ValueError(f"device must be 'auto', 'cpu' or a CUDA device, got {device!r}")
+    return DeviceConfig(
+        device=resolved, amp_dtype=None, pin_memory=False, non_blocking=False, eval_batch_size=4096
+    )
+
+
+def _cuda_supports_bf16(device: torch.device) -> bool:
+    try:
+        return bool(torch.cuda.is_bf16_supported())
+    except (RuntimeError, AssertionError):  # pragma: no cover - driver dependent
+        return False
+
+
+@contextlib.contextmanager
+def hardware_settings(config: DeviceConfig) -> Iterator[None]:
+    """Apply the fast-path backend flags for the duration of a fit, then restore them."""
+    if not config.is_cuda:
+        yield
+        return
+    saved = (
+        torch.backends.cudnn.benchmark,
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.backends.cudnn.allow_tf32,
+    )
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    try:
+        yield
+    finally:
+        (
+            torch.backends.cudnn.benchmark,
+            torch.backends.cuda.matmul.allow_tf32,
+            torch.backends.cudnn.allow_tf32,
+        ) = saved
+
+
+@contextlib.contextmanager
+def seeded(seed: int, config: DeviceConfig) -> Iterator[None]:
+    """Seed torch for a fit without disturbing the caller's global random state."""
+    devices = [config.device.index or 0] if config.is_cuda else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+def cpu_threads() -> int:
+    """The number of intra-op threads torch uses on the CPU (for the record)."""
+    return torch.get_num_threads()

@@ -1,0 +1,336 @@
+"""What the classifier and the regressor share: validation, preprocessing, the fit flow."""
+
+from __future__ import annotations
+
+import logging
+import time
+from abc import ABC, abstractmethod
+from numbers import Integral, Real
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.base import BaseEstimator, _fit_context
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_array, check_consistent_length, check_is_fitted, validate_data
+
+from tabnas.devices import DeviceConfig, cpu_threads, hardware_settings, resolve_device, seeded
+from tabnas.estimators._presets import PRESETS, auto_batch_size
+from tabnas.nas.selection import SELECTOR_REGISTRY
+from tabnas.nas.space import SearchSpace
+from tabnas.nas.strategies import STRATEGY_REGISTRY
+from tabnas.preprocessing import TabularPreprocessor, holdout_split
+from tabnas.training.data import TensorData
+from tabnas.training.loop import Task, predict
+from tabnas.training.pipeline import FitPlan, search_select_retrain
+from tabnas.training.search import SearchConfig
+
+logger = logging.getLogger(__name__)
+
+MIN_SAMPLES = 4
+"""Rows ``fit`` needs: train (split again in two halves) and validation must be non-empty."""
+
+
+class BaseTabNAS(BaseEstimator, ABC):
+    """Shared machinery of :class:`TabNASClassifier` and :class:`TabNASRegressor`."""
+
+    _parameter_constraints: dict = {
+        "preset": [StrOptions(set(PRESETS))],
+        "search_strategy": [StrOptions(set(STRATEGY_REGISTRY))],
+        "selection": [StrOptions(set(SELECTOR_REGISTRY))],
+        "time_limit": [Interval(Real, 0, None, closed="neither"), None],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "categorical_features": ["array-like", None],
+        "max_epochs": [Interval(Integral, 1, None, closed="left"), None],
+        "patience": [Interval(Integral, 1, None, closed="left"), None],
+        "batch_size": [Interval(Integral, 2, None, closed="left"), None],
+        "device": [str],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        *,
+        preset: str = "medium",
+        search_strategy: str = "darts",
+        selection: str = "pt",
+        time_limit: float | None = None,
+        validation_fraction: float = 0.2,
+        categorical_features=None,
+        max_epochs: int | None = None,
+        patience: int | None = None,
+        batch_size: int | None = None,
+        device: str = "auto",
+        random_state=None,
+        verbose: int = 0,
+    ):
+        self.preset = preset
+        self.search_strategy = search_strategy
+        self.selection = selection
+        self.time_limit = time_limit
+        self.validation_fraction = validation_fraction
+        self.categorical_features = categorical_features
+        self.max_epochs = max_epochs
+        self.patience = patience
+        self.batch_size = batch_size
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ---- the task-specific hooks -----------------------------------------------------
+    @abstractmethod
+    def _encode_target(self, y, *, fitting: bool) -> np.ndarray:
+        """Validate ``y`` and turn it into model targets (class codes or standardised values)."""
+
+    @abstractmethod
+    def _task(self) -> Task: ...
+
+    @abstractmethod
+    def _stratify(self, y_encoded: np.ndarray) -> np.ndarray | None: ...
+
+    @abstractmethod
+    def _selection_criterion(self) -> str: ...
+
+    # ---- fit -------------------------------------------------------------------------
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, X_val=None, y_val=None):
+        """Search an architecture, select it and train it.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+            Numeric and categorical features; NaN allowed.
+        y : array-like of shape (n_samples,)
+        X_val, y_val : optional
+            A validation set for early stopping and model selection. Without it,
+            ``validation_fraction`` of ``X`` is held out.
+
+        Returns
+        -------
+        self
+        """
+        if (X_val is None) != (y_val is None):
+            raise ValueError("pass both X_val and y_val, or neither")
+        before = dict(self.__dict__)
+        try:
+            self._fit(X, y, X_val, y_val)
+        except BaseException:
+            # A failed fit leaves the estimator exactly as it was.
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
+        return self
+
+    def _fit(self, X, y, X_val, y_val) -> None:
+        started = time.monotonic()
+        frame = self._validate_X(X, reset=True)
+        check_consistent_length(frame, y)
+        y_encoded = self._encode_target(y, fitting=True)
+        rng = check_random_state(self.random_state)
+        split_seed, torch_seed, noise_seed = (int(s) for s in rng.randint(0, 2**31 - 1, size=3))
+        split_rng = np.random.default_rng(split_seed)
+
+        if X_val is None:
+            if len(frame) < MIN_SAMPLES:
+                raise ValueError(
+                    f"{type(self).__name__} needs at least {MIN_SAMPLES} samples to hold out a"
+                    f" validation split and split training in two halves; got"
+                    f" n_samples={len(frame)}"
+                )
+            train_rows, val_rows = holdout_split(
+                len(frame), self.validation_fraction, split_rng, stratify=self._stratify(y_encoded)
+            )
+            val_frame, y_val_encoded = frame.iloc[val_rows], y_encoded[val_rows]
+            frame, y_encoded = frame.iloc[train_rows], y_encoded[train_rows]
+        else:
+            val_frame = self._validate_X(X_val, reset=False)
+            check_consistent_length(val_frame, y_val)
+            y_val_encoded = self._encode_target(y_val, fitting=False)
+            if len(val_frame) == 0:
+                raise ValueError("X_val is empty; pass at least one validation row")
+        if len(frame) < 2:
+            raise ValueError(
+                f"the training part has {len(frame)} row(s); the search needs at least 2 (n_samples=1"
+                " is too few): pass more rows"
+            )
+
+        preprocessor = TabularPreprocessor(categorical=self._categorical_columns_, random_state=noise_seed)
+        preprocessor.fit(frame)
+        weight_rows, arch_rows = holdout_split(
+            len(frame), 0.5, split_rng, stratify=self._stratify(y_encoded)
+        )
+        device = resolve_device(self.device)
+        data = self._tensors(preprocessor, frame, y_encoded)
+        val_data = self._tensors(preprocessor, val_frame, y_val_encoded)
+        plan = self._plan(n_train=len(frame))
+        with hardware_settings(device), seeded(torch_seed, device):
+            result = search_select_retrain(
+                plan,
+                weight_data=data[torch.as_tensor(weight_rows)].to(device),
+                arch_data=data[torch.as_tensor(arch_rows)].to(device),
+                val_data=val_data.to(device),
+                n_num_features=preprocessor.n_num_features,
+                cat_cardinalities=preprocessor.cat_cardinalities,
+                task=self._task(),
+                device=device,
+                seed=torch_seed,
+            )
+        self.preprocessor_ = preprocessor
+        self.search_space_ = plan.space
+        self.architecture_ = result.architecture
+        self.model_ = result.model
+        self.history_ = result.history
+        self.selection_trace_ = result.selection_trace
+        self.best_epoch_ = result.retrain.best_epoch
+        self.n_parameters_ = sum(p.numel() for p in result.model.parameters())
+        self.device_ = str(device.device)
+        self.timings_ = {**result.timings, "fit_s": time.monotonic() - started}
+        self.fit_info_ = {
+            "n_train": len(frame),
+            "n_val": len(val_frame),
+            "n_weight_half": len(weight_rows),
+            "n_arch_half": len(arch_rows),
+            "cpu_threads": cpu_threads(),
+            "stopped_by": result.retrain.stopped_by,
+            "best_val": result.retrain.best_metrics,
+        }
+
+    def _plan(self, *, n_train: int) -> FitPlan:
+        preset = PRESETS[self.preset]
+        space = SearchSpace(
+            n_cells=preset.n_cells, n_nodes=preset.n_nodes, settings=preset.op_settings()
+        )
+        batch_size = self.batch_size or auto_batch_size(n_train)
+        return FitPlan(
+            space=space,
+            search=SearchConfig(
+                epochs=preset.search_epochs,
+                warmup_epochs=preset.warmup_epochs,
+                tune_epochs=preset.tune_epochs,
+                batch_size=batch_size,
+                lr=preset.lr,
+                weight_decay=preset.weight_decay,
+            ),
+            strategy=self.search_strategy,
+            selection=self.selection,
+            selection_criterion=self._selection_criterion(),
+            max_epochs=self.max_epochs or preset.max_epochs,
+            patience=self.patience or preset.patience,
+            time_limit=self.time_limit,
+            verbose=bool(self.verbose),
+        )
+
+    # ---- validation shared by fit and predict ----------------------------------------
+    def _validate_X(self, X, *, reset: bool) -> pd.DataFrame:
+        """Check ``X`` and return it as a DataFrame with positional columns.
+
+        Sets ``n_features_in_`` / ``feature_names_in_`` when ``reset``; with ``reset=False``
+        checks them (and the categorical columns found at fit).
+        """
+        if isinstance(X, pd.DataFrame):
+            validate_data(self, X, reset=reset, skip_check_array=True)
+            if X.shape[0] == 0:
+                raise ValueError(f"Found array with 0 sample(s) (shape={X.shape}) while a minimum of 1 is required.")
+            if X.shape[1] == 0:
+                raise ValueError(f"Found array with 0 feature(s) (shape={X.shape}) while a minimum of 1 is required.")
+            frame = X.set_axis(range(X.shape[1]), axis=1)
+            inferred = [
+                j for j, dtype in enumerate(X.dtypes)
+                if isinstance(dtype, pd.CategoricalDtype)
+                or pd.api.types.is_object_dtype(dtype)
+                or pd.api.types.is_string_dtype(dtype)
+                or pd.api.types.is_bool_dtype(dtype)
+            ]
+        else:
+            array = validate_data(self, X, reset=reset, dtype=None, ensure_all_finite=False)
+            if array.dtype.kind not in "fiubO":
+                array = array.astype(object)
+            frame = pd.DataFrame(array)
+            inferred = []
+        if reset:
+            self._categorical_columns_ = self._resolve_categorical(X, inferred)
+        return frame
+
+    def _resolve_categorical(self, X, inferred: list[int]) -> list[int]:
+        spec = self.categorical_features
+        n = self.n_features_in_
+        if spec is None:
+            return inferred
+        values = np.asarray(spec)
+        if values.dtype == bool:
+            if values.shape != (n,):
+                raise ValueError(
+                    f"categorical_features as a boolean mask needs {n} entries, got {values.shape}"
+                )
+            return [int(j) for j in np.flatnonzero(values)]
+        columns = []
+        names = list(getattr(self, "feature_names_in_", []))
+        for item in values.ravel().tolist():
+            if isinstance(item, str):
+                if item not in names:
+                    raise ValueError(
+                        f"categorical_features names {item!r}, which is not a column of X;"
+                        f" columns: {names if names else 'X has no column names'}"
+                    )
+                columns.append(names.index(item))
+            elif isinstance(item, int) and -n <= item < n:
+                columns.append(item % n)
+            else:
+                raise ValueError(
+                    f"categorical_features must hold column names or indices in [0, {n}),"
+                    f" got {item!r}"
+                )
+        return sorted(set(columns))
+
+    def _tensors(self, preprocessor: TabularPreprocessor, frame: pd.DataFrame, y: np.ndarray | None) -> TensorData:
+        x_num, x_cat = preprocessor.transform(frame)
+        target = torch.zeros(len(frame)) if y is None else torch.as_tensor(y)
+        return TensorData(torch.as_tensor(x_num), torch.as_tensor(x_cat), target)
+
+    # ---- prediction ------------------------------------------------------------------
+    def _raw_predict(self, X) -> torch.Tensor:
+        check_is_fitted(self)
+        frame = self._validate_X(X, reset=False)
+        data = self._tensors(self.preprocessor_, frame, None)
+        device = self._prediction_device()
+        model = self.model_.to(device.device)
+        try:
+            return predict(model, data.to(device), device).cpu()
+        finally:
+            self.model_ = model.cpu()
+
+    def _prediction_device(self) -> DeviceConfig:
+        """The fitted device when it is still there, the CPU otherwise."""
+        try:
+            return resolve_device(self.device_)
+        except ValueError:
+            return resolve_device("cpu")
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        tags.input_tags.categorical = True
+        return tags
+
+
+def check_finite_labels(y: np.ndarray) -> None:
+    """Refuse missing labels with a clear message (numeric NaN/inf get sklearn's)."""
+    if y.dtype.kind in "fc":
+        from sklearn.utils import assert_all_finite
+
+        assert_all_finite(y, input_name="y")
+    elif y.dtype.kind == "O" and pd.isna(y).any():
+        raise ValueError(
+            f"y contains {int(pd.isna(y).sum())} missing label(s) (None/NaN); drop those rows"
+            " or give them a label"
+        )
+
+
+def as_target(y) -> np.ndarray:
+    """``y`` as a 1-d array (a column vector is flattened with sklearn's warning)."""
+    from sklearn.utils.validation import column_or_1d
+
+    y = check_array(y, ensure_2d=False, dtype=None, ensure_all_finite=False, input_name="y")
+    return column_or_1d(y, warn=True)

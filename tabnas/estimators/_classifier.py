@@ -1,0 +1,107 @@
+"""TabNASClassifier."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.base import ClassifierMixin
+from sklearn.utils.multiclass import check_classification_targets
+
+from tabnas.estimators._base import BaseTabNAS, as_target, check_finite_labels
+from tabnas.training.loop import Task
+
+
+class TabNASClassifier(ClassifierMixin, BaseTabNAS):
+    """A classifier whose network is found by differentiable architecture search.
+
+    ``fit`` searches a supernet of attention, feed-forward, ResNet, linear and skip
+    operations with DARTS, selects one architecture with PT-DARTS (perturbation-based
+    selection) and trains it from scratch with early stopping, following Gorishniy et al.
+    (2021). Labels may be of any type; binary and multiclass targets are supported.
+
+    Parameters
+    ----------
+    preset : {"fast", "medium", "best"}, default="medium"
+        The budget: width, depth, epochs and patience.
+    search_strategy : {"darts", "darts2"}, default="darts"
+        First-order DARTS or second-order (unrolled) DARTS.
+    selection : {"pt", "argmax"}, default="pt"
+        PT-DARTS perturbation-based selection, or the DARTS argmax rule.
+    time_limit : float, default=None
+        Seconds shared by search, selection and retraining; ``fit`` returns within it plus
+        one epoch.
+    validation_fraction : float, default=0.2
+        Share of the rows held out (stratified) for early stopping and model selection
+        when ``X_val`` is not given.
+    categorical_features : array-like of str, int or bool, default=None
+        The categorical columns. ``None`` takes pandas ``category``, ``object``, ``string``
+        and ``bool`` columns.
+    max_epochs, patience, batch_size : int, default=None
+        Override the preset's retraining epochs, early-stopping patience and batch size.
+    device : str, default="auto"
+        ``"auto"`` uses CUDA when present and the CPU otherwise; or ``"cpu"``, ``"cuda"``.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the splits, the initialisation and the batches.
+    verbose : int, default=0
+        Show progress bars for each phase.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    architecture_ : Architecture
+        The selected architecture; ``str()`` describes it, ``to_dict()`` serialises it.
+    model_ : torch.nn.Module
+        The trained network (on the CPU).
+    history_ : History
+        One row per epoch of the ``search``, ``select`` and ``retrain`` phases.
+    selection_trace_ : list of dict
+        Per PT decision: the scores after removing each op or input, and what was kept.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+    timings_ : dict
+        Seconds spent in each phase.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_breast_cancer
+    >>> from tabnas import TabNASClassifier
+    >>> X, y = load_breast_cancer(return_X_y=True)
+    >>> clf = TabNASClassifier(preset="fast", max_epochs=5, random_state=0).fit(X, y)
+    >>> clf.predict_proba(X[:2]).shape
+    (2, 2)
+    """
+
+    def _encode_target(self, y, *, fitting: bool) -> np.ndarray:
+        y = as_target(y)
+        check_finite_labels(y)
+        check_classification_targets(y)
+        if fitting:
+            classes = np.unique(y)
+            if len(classes) < 2:
+                raise ValueError(
+                    f"y has a single class ({classes[0]!r}); a classifier needs at least 2"
+                    " classes in y"
+                )
+            self.classes_ = classes
+        unknown = ~np.isin(y, self.classes_)
+        if unknown.any():
+            raise ValueError(
+                f"y_val holds labels not present in y: {np.unique(y[unknown]).tolist()}"
+            )
+        return np.searchsorted(self.classes_, y).astype(np.int64)
+
+    def _task(self) -> Task:
+        return Task(kind="classification", d_out=len(self.classes_))
+
+    def _stratify(self, y_encoded: np.ndarray) -> np.ndarray:
+        return y_encoded
+
+    def _selection_criterion(self) -> str:
+        return "accuracy"
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities, columns ordered as ``classes_``."""
+        return torch.softmax(self._raw_predict(X), dim=-1).numpy().astype(np.float64)
+
+    def predict(self, X) -> np.ndarray:
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]

@@ -1,0 +1,1 @@
+"""Pure-torch NAS core: operations, search space, networks, strategies and selectors."""

@@ -1,0 +1,137 @@
+"""Feature tokens, the readout, and the discrete network built from an Architecture."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Sequence
+
+import torch
+from rtdl_revisiting_models import CategoricalEmbeddings, LinearEmbeddings
+from torch import Tensor, nn
+
+from tabnas.nas.ops import make_op
+from tabnas.nas.space import Architecture
+
+
+class FeatureTokenizer(nn.Module):
+    """FT-Transformer's tokenizer: one token per feature plus a learned [CLS] token first.
+
+    **Shape**: ``x_num (batch, n_num_features)``, ``x_cat (batch, n_cat_features)`` ->
+    ``(batch, 1 + n_num_features + n_cat_features, d_token)``.
+    """
+
+    def __init__(self, *, n_num_features: int, cat_cardinalities: Sequence[int], d_token: int):
+        super().__init__()
+        if n_num_features < 0:
+            raise ValueError(f"n_num_features must be non-negative, got {n_num_features}")
+        if n_num_features == 0 and not cat_cardinalities:
+            raise ValueError("a network needs at least one numeric or categorical feature")
+        self.cls = nn.Parameter(torch.empty(d_token))
+        nn.init.uniform_(self.cls, -(d_token**-0.5), d_token**-0.5)
+        self.num_embeddings = (
+            LinearEmbeddings(n_num_features, d_token) if n_num_features > 0 else None
+        )
+        self.cat_embeddings = (
+            CategoricalEmbeddings(list(cat_cardinalities), d_token, bias=True)
+            if cat_cardinalities
+            else None
+        )
+        self.n_tokens = 1 + n_num_features + len(cat_cardinalities)
+
+    def forward(self, x_num: Tensor, x_cat: Tensor) -> Tensor:
+        batch_size = x_num.shape[0]
+        tokens = [self.cls.expand(batch_size, 1, -1)]  # (batch, 1, d_token)
+        if self.num_embeddings is not None:
+            tokens.append(self.num_embeddings(x_num))  # (batch, n_num, d_token)
+        if self.cat_embeddings is not None:
+            tokens.append(self.cat_embeddings(x_cat))  # (batch, n_cat, d_token)
+        return torch.cat(tokens, dim=1)
+
+
+class Readout(nn.Module):
+    """The [CLS] token -> LayerNorm -> ReLU -> Linear (FT-Transformer's head)."""
+
+    def __init__(self, *, d_token: int, d_out: int):
+        super().__init__()
+        self.head = nn.Sequential(
+            OrderedDict(
+                normalization=nn.LayerNorm(d_token),
+                activation=nn.ReLU(),
+                linear=nn.Linear(d_token, d_out),
+            )
+        )
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        return self.head(tokens[:, 0])  # (batch, d_out)
+
+
+class TokenNetwork(nn.Module):
+    """Tokenizer -> body -> readout. Subclasses supply the body through :meth:`body`."""
+
+    def __init__(
+        self, *, n_num_features: int, cat_cardinalities: Sequence[int], d_token: int, d_out: int
+    ):
+        super().__init__()
+        if d_out <= 0:
+            raise ValueError(f"d_out must be positive, got d_out={d_out}")
+        self.tokenizer = FeatureTokenizer(
+            n_num_features=n_num_features, cat_cardinalities=cat_cardinalities, d_token=d_token
+        )
+        self.readout = Readout(d_token=d_token, d_out=d_out)
+
+    def body(self, tokens: Tensor, **kwargs) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, x_num: Tensor, x_cat: Tensor, **body_kwargs) -> Tensor:
+        """``(batch, n_num), (batch, n_cat) -> (batch, d_out)``."""
+        return self.readout(self.body(self.tokenizer(x_num, x_cat), **body_kwargs))
+
+
+class DiscreteNetwork(TokenNetwork):
+    """The network of one :class:`Architecture`; only edges that reach a cell output exist."""
+
+    def __init__(
+        self,
+        *,
+        architecture: Architecture,
+        n_num_features: int,
+        cat_cardinalities: Sequence[int],
+        d_out: int,
+    ):
+        super().__init__(
+            n_num_features=n_num_features,
+            cat_cardinalities=cat_cardinalities,
+            d_token=architecture.settings.d_token,
+            d_out=d_out,
+        )
+        self.architecture = architecture
+        n_tokens = self.tokenizer.n_tokens
+        self.cells = nn.ModuleList()
+        self._wiring: list[list[tuple[int, int, str]]] = []  # per cell: (source, target, key)
+        for c, cell in enumerate(architecture.cells):
+            live = architecture.live_nodes(c)
+            modules = nn.ModuleDict()
+            wiring = []
+            for target, inputs in enumerate(cell, start=1):
+                if target not in live:
+                    continue
+                for edge in inputs:
+                    if edge.op == "none":
+                        continue
+                    key = f"{edge.source}_{target}_{edge.op}"
+                    modules[key] = make_op(edge.op, architecture.settings, n_tokens)
+                    wiring.append((edge.source, target, key))
+            self.cells.append(modules)
+            self._wiring.append(wiring)
+
+    def body(self, tokens: Tensor) -> Tensor:
+        for modules, wiring, cell in zip(self.cells, self._wiring, self.architecture.cells):
+            states: dict[int, Tensor] = {0: tokens}
+            for source, target, key in wiring:
+                source_state = states.get(source)  # absent when all its inputs are 'none'
+                if source_state is None:
+                    source_state = torch.zeros_like(tokens)
+                out = modules[key](source_state)
+                states[target] = out if target not in states else states[target] + out
+            tokens = states.get(len(cell), torch.zeros_like(tokens))
+        return tokens

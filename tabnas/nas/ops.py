@@ -1,0 +1,201 @@
+"""Candidate operations and their registry.
+
+Every operation maps feature tokens ``(batch, n_tokens, d_token)`` to a tensor of the same
+shape. The blocks that mix information (``attention``, ``ffn``, ``resnet``) are pre-norm
+residual blocks, as in FT-Transformer and Gorishniy et al.'s ResNet, so a chain of them
+is exactly those published networks.
+
+Adding an operation is one :func:`register_op` call plus its test.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from rtdl_revisiting_models import MultiheadAttention
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class OpSettings:
+    """Sizes and regularisation shared by all candidate operations of a network."""
+
+    d_token: int = 64
+    n_heads: int = 8
+    attention_dropout: float = 0.1
+    ffn_d_hidden_multiplier: float = 4 / 3
+    ffn_dropout: float = 0.05
+    resnet_d_hidden: int = 256
+    resnet_dropout: float = 0.15
+    residual_dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.d_token <= 0:
+            raise ValueError(f"d_token must be positive, got d_token={self.d_token}")
+        if self.n_heads <= 0 or self.d_token % self.n_heads:
+            raise ValueError(
+                f"d_token must be a multiple of n_heads, got d_token={self.d_token},"
+                f" n_heads={self.n_heads}"
+            )
+        if self.resnet_d_hidden <= 0:
+            raise ValueError(f"resnet_d_hidden must be positive, got {self.resnet_d_hidden}")
+        for name in ("attention_dropout", "ffn_dropout", "resnet_dropout", "residual_dropout"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {name}={value}")
+
+
+OpFactory = Callable[[OpSettings, int], nn.Module]
+"""Builds an operation from the settings and the number of tokens."""
+
+OP_REGISTRY: dict[str, OpFactory] = {}
+
+
+def register_op(name: str) -> Callable[[OpFactory], OpFactory]:
+    """Register an operation factory under ``name``."""
+
+    def decorator(factory: OpFactory) -> OpFactory:
+        if name in OP_REGISTRY:
+            raise ValueError(f"an operation named {name!r} is already registered")
+        OP_REGISTRY[name] = factory
+        return factory
+
+    return decorator
+
+
+def make_op(name: str, settings: OpSettings, n_tokens: int) -> nn.Module:
+    """Build the registered operation ``name``."""
+    try:
+        factory = OP_REGISTRY[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown operation {name!r}; registered operations: {sorted(OP_REGISTRY)}"
+        ) from None
+    return factory(settings, n_tokens)
+
+
+class _ReGLU(nn.Module):
+    def forward(self, x: Tensor) -> Tensor:
+        a, b = x.chunk(2, dim=-1)
+        return a * torch.relu(b)
+
+
+class AttentionBlock(nn.Module):
+    """Pre-norm multi-head self-attention over the feature tokens, with a residual."""
+
+    def __init__(self, *, d_token: int, n_heads: int, dropout: float, residual_dropout: float):
+        super().__init__()
+        self.normalization = nn.LayerNorm(d_token)
+        self.attention = MultiheadAttention(d_embedding=d_token, n_heads=n_heads, dropout=dropout)
+        self.residual_dropout = nn.Dropout(residual_dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        z = self.normalization(x)
+        return x + self.residual_dropout(self.attention(z, z))
+
+
+class FeedForwardBlock(nn.Module):
+    """Pre-norm token-wise ReGLU feed-forward block (FT-Transformer's), with a residual."""
+
+    def __init__(self, *, d_token: int, d_hidden: int, dropout: float, residual_dropout: float):
+        super().__init__()
+        self.normalization = nn.LayerNorm(d_token)
+        self.ffn = nn.Sequential(
+            OrderedDict(
+                linear1=nn.Linear(d_token, 2 * d_hidden),
+                activation=_ReGLU(),
+                dropout=nn.Dropout(dropout),
+                linear2=nn.Linear(d_hidden, d_token),
+            )
+        )
+        self.residual_dropout = nn.Dropout(residual_dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.residual_dropout(self.ffn(self.normalization(x)))
+
+
+class ResNetBlock(nn.Module):
+    """Gorishniy et al.'s ResNet block over all feature tokens at once.
+
+    The tokens are flattened into one vector of ``n_tokens * d_token`` values, so the block
+    mixes every feature with every other: BatchNorm -> Linear -> ReLU -> Dropout -> Linear
+    -> Dropout, added to its input.
+    """
+
+    def __init__(self, *, n_tokens: int, d_token: int, d_hidden: int, dropout: float, residual_dropout: float):
+        super().__init__()
+        d_block = n_tokens * d_token
+        self.block = nn.Sequential(
+            OrderedDict(
+                normalization=nn.BatchNorm1d(d_block),
+                linear1=nn.Linear(d_block, d_hidden),
+                activation=nn.ReLU(),
+                dropout1=nn.Dropout(dropout),
+                linear2=nn.Linear(d_hidden, d_block),
+                dropout2=nn.Dropout(residual_dropout),
+            )
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        flat = x.flatten(1)  # (batch, n_tokens * d_token)
+        return x + self.block(flat).view_as(x)  # (batch, n_tokens, d_token)
+
+
+class Zero(nn.Module):
+    """The ``none`` operation: the edge contributes nothing."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.zeros_like(x)
+
+
+@register_op("attention")
+def _attention(settings: OpSettings, n_tokens: int) -> nn.Module:
+    return AttentionBlock(
+        d_token=settings.d_token,
+        n_heads=settings.n_heads,
+        dropout=settings.attention_dropout,
+        residual_dropout=settings.residual_dropout,
+    )
+
+
+@register_op("ffn")
+def _ffn(settings: OpSettings, n_tokens: int) -> nn.Module:
+    return FeedForwardBlock(
+        d_token=settings.d_token,
+        d_hidden=int(settings.d_token * settings.ffn_d_hidden_multiplier),
+        dropout=settings.ffn_dropout,
+        residual_dropout=settings.residual_dropout,
+    )
+
+
+@register_op("resnet")
+def _resnet(settings: OpSettings, n_tokens: int) -> nn.Module:
+    return ResNetBlock(
+        n_tokens=n_tokens,
+        d_token=settings.d_token,
+        d_hidden=settings.resnet_d_hidden,
+        dropout=settings.resnet_dropout,
+        residual_dropout=settings.residual_dropout,
+    )
+
+
+@register_op("linear")
+def _linear(settings: OpSettings, n_tokens: int) -> nn.Module:
+    return nn.Linear(settings.d_token, settings.d_token)
+
+
+@register_op("skip")
+def _skip(settings: OpSettings, n_tokens: int) -> nn.Module:
+    return nn.Identity()
+
+
+@register_op("none")
+def _none(settings: OpSettings, n_tokens: int) -> nn.Module:
+    return Zero()
+
+
+NONE_OP = "none"
+DEFAULT_OPS: tuple[str, ...] = ("attention", "ffn", "resnet", "linear", "skip", "none")

@@ -1,0 +1,246 @@
+"""The search space and the discrete :class:`Architecture` values it contains.
+
+A network is a feature tokenizer, a stack of cells and a readout. A cell is a small DAG:
+node 0 is the cell's input, nodes ``1..n_nodes`` each sum an operation applied to every
+earlier node, and the last node is the cell's output. The edges are derived from
+``n_nodes``; nothing lists them by hand.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from tabnas.nas.ops import NONE_OP, OP_REGISTRY, OpSettings
+
+
+def cell_edges(n_nodes: int) -> tuple[tuple[int, int], ...]:
+    """All ``(source, target)`` pairs of a cell with ``n_nodes`` intermediate nodes.
+
+    Targets run ``1..n_nodes``; each takes every earlier node (0 is the cell input).
+    """
+    return tuple((source, target) for target in range(1, n_nodes + 1) for source in range(target))
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """What the supernet can express.
+
+    Attributes:
+        n_cells: cells stacked one after another.
+        n_nodes: intermediate nodes per cell.
+        node_inputs: how many incoming edges each node keeps in a final architecture.
+        ops: candidate operation names (keys of the op registry).
+        settings: sizes and dropouts shared by the operations.
+    """
+
+    n_cells: int = 2
+    n_nodes: int = 2
+    node_inputs: int = 1
+    ops: tuple[str, ...] = ("attention", "ffn", "resnet", "linear", "skip", "none")
+    settings: OpSettings = field(default_factory=OpSettings)
+
+    def __post_init__(self) -> None:
+        if self.n_cells <= 0:
+            raise ValueError(f"n_cells must be positive, got n_cells={self.n_cells}")
+        if self.n_nodes <= 0:
+            raise ValueError(f"n_nodes must be positive, got n_nodes={self.n_nodes}")
+        if self.node_inputs <= 0:
+            raise ValueError(f"node_inputs must be positive, got node_inputs={self.node_inputs}")
+        unknown = [op for op in self.ops if op not in OP_REGISTRY]
+        if unknown:
+            raise ValueError(f"unknown operations {unknown}; registered: {sorted(OP_REGISTRY)}")
+        if len(set(self.ops)) != len(self.ops):
+            raise ValueError(f"ops must not repeat, got {self.ops}")
+        if not [op for op in self.ops if op != NONE_OP]:
+            raise ValueError(f"ops needs at least one operation other than 'none', got {self.ops}")
+
+    @property
+    def edges(self) -> tuple[tuple[int, int], ...]:
+        return cell_edges(self.n_nodes)
+
+    @property
+    def n_edges(self) -> int:
+        return len(self.edges)
+
+    def contains(self, architecture: Architecture) -> bool:
+        """Whether ``architecture`` is a point of this space."""
+        if len(architecture.cells) != self.n_cells:
+            return False
+        for cell in architecture.cells:
+            if len(cell) != self.n_nodes:
+                return False
+            for target, inputs in enumerate(cell, start=1):
+                if not 0 < len(inputs) <= self.node_inputs:
+                    return False
+                if any(e.source >= target or e.op not in self.ops for e in inputs):
+                    return False
+        return True
+
+
+@dataclass(frozen=True)
+class Edge:
+    """One input of a node: the operation ``op`` applied to node ``source``."""
+
+    source: int
+    op: str
+
+
+Node = tuple[Edge, ...]
+Cell = tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A discrete network of the search space: plain data, JSON-safe.
+
+    ``cells[c][k]`` lists the incoming edges of node ``k + 1`` of cell ``c``; the last node of
+    a cell is its output.
+
+    Examples:
+        >>> arch = Architecture.chain([["attention", "ffn"]] * 3)  # FT-Transformer's body
+        >>> Architecture.from_dict(arch.to_dict()) == arch
+        True
+    """
+
+    cells: tuple[Cell, ...]
+    settings: OpSettings = field(default_factory=OpSettings)
+
+    def __post_init__(self) -> None:
+        if not self.cells:
+            raise ValueError("an Architecture needs at least one cell")
+        for c, cell in enumerate(self.cells):
+            if not cell:
+                raise ValueError(f"cell {c} has no nodes")
+            for target, inputs in enumerate(cell, start=1):
+                if not inputs:
+                    raise ValueError(f"node {target} of cell {c} has no inputs")
+                for edge in inputs:
+                    if not 0 <= edge.source < target:
+                        raise ValueError(
+                            f"node {target} of cell {c} reads node {edge.source};"
+                            f" a node reads only earlier nodes 0..{target - 1}"
+                        )
+                    if edge.op not in OP_REGISTRY:
+                        raise ValueError(
+                            f"unknown operation {edge.op!r} in cell {c};"
+                            f" registered: {sorted(OP_REGISTRY)}"
+                        )
+
+    # ---- construction -----------------------------------------------------------------
+    @classmethod
+    def chain(
+        cls, cells: Sequence[Sequence[str]], settings: OpSettings | None = None
+    ) -> Architecture:
+        """Cells in which node ``k`` applies the ``k``-th op to node ``k - 1``."""
+        return cls(
+            cells=tuple(
+                tuple((Edge(source=k, op=op),) for k, op in enumerate(ops)) for ops in cells
+            ),
+            settings=settings or OpSettings(),
+        )
+
+    @classmethod
+    def ft_transformer(cls, n_blocks: int = 3) -> Architecture:
+        """FT-Transformer with Gorishniy et al.'s default sizes, one cell per block."""
+        if not 1 <= n_blocks <= 6:
+            raise ValueError(f"n_blocks must be in 1..6, got n_blocks={n_blocks}")
+        settings = OpSettings(
+            d_token=(96, 128, 192, 256, 320, 384)[n_blocks - 1],
+            n_heads=8,
+            attention_dropout=(0.1, 0.15, 0.2, 0.25, 0.3, 0.35)[n_blocks - 1],
+            ffn_d_hidden_multiplier=4 / 3,
+            ffn_dropout=(0.0, 0.05, 0.1, 0.15, 0.2, 0.25)[n_blocks - 1],
+            residual_dropout=0.0,
+        )
+        return cls.chain([["attention", "ffn"]] * n_blocks, settings)
+
+    @classmethod
+    def resnet(
+        cls, n_blocks: int = 2, *, d_token: int = 8, d_hidden: int = 384, dropout: float = 0.15
+    ) -> Architecture:
+        """A ResNet: ``n_blocks`` ResNet blocks over the flattened tokens, one cell per block."""
+        settings = OpSettings(
+            d_token=d_token, n_heads=1, resnet_d_hidden=d_hidden, resnet_dropout=dropout
+        )
+        return cls.chain([["resnet"]] * n_blocks, settings)
+
+    # ---- inspection -------------------------------------------------------------------
+    def live_nodes(self, cell: int) -> frozenset[int]:
+        """The nodes of ``cell`` that the cell's output depends on (0 is the input)."""
+        nodes = self.cells[cell]
+        live = {len(nodes)}
+        for target in range(len(nodes), 0, -1):
+            if target in live:
+                live.update(e.source for e in nodes[target - 1] if e.op != NONE_OP)
+        return frozenset(live)
+
+    @property
+    def ops(self) -> tuple[str, ...]:
+        """The operations of the live edges, in order."""
+        return tuple(
+            edge.op
+            for c, cell in enumerate(self.cells)
+            for target, inputs in enumerate(cell, start=1)
+            if target in self.live_nodes(c)
+            for edge in inputs
+        )
+
+    def n_parameters(
+        self, *, n_num_features: int, cat_cardinalities: Sequence[int], d_out: int
+    ) -> int:
+        """Trainable parameters of this architecture built for the given data."""
+        from tabnas.nas.network import DiscreteNetwork
+
+        network = DiscreteNetwork(
+            architecture=self,
+            n_num_features=n_num_features,
+            cat_cardinalities=list(cat_cardinalities),
+            d_out=d_out,
+        )
+        return sum(p.numel() for p in network.parameters() if p.requires_grad)
+
+    # ---- serialisation ----------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "cells": [
+                [[[edge.source, edge.op] for edge in inputs] for inputs in cell]
+                for cell in self.cells
+            ],
+            "settings": dataclasses.asdict(self.settings),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Architecture:
+        try:
+            cells = tuple(
+                tuple(tuple(Edge(source=int(s), op=str(op)) for s, op in inputs) for inputs in cell)
+                for cell in data["cells"]
+            )
+            settings = OpSettings(**data.get("settings", {}))
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"not an Architecture dict: {error}") from error
+        return cls(cells=cells, settings=settings)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    def __str__(self) -> str:
+        s = self.settings
+        lines = [f"Architecture: {len(self.cells)} cell(s), d_token={s.d_token}"]
+        for c, cell in enumerate(self.cells):
+            live = self.live_nodes(c)
+            terms = []
+            for target, inputs in enumerate(cell, start=1):
+                if target not in live:
+                    continue
+                rhs = " + ".join(f"{e.op}({_node_name(e.source)})" for e in inputs)
+                terms.append(f"{_node_name(target)} = {rhs}")
+            lines.append(f"  cell {c}: " + "; ".join(terms))
+        return "\n".join(lines)
+
+
+def _node_name(index: int) -> str:
+    return "in" if index == 0 else f"n{index}"

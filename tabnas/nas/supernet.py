@@ -1,0 +1,148 @@
+"""The supernet: every edge of every cell carries a mixture of all candidate operations."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from tabnas.nas.ops import NONE_OP, make_op
+from tabnas.nas.network import TokenNetwork
+from tabnas.nas.space import Architecture, Edge, SearchSpace
+
+
+class MixedOp(nn.Module):
+    """The weighted sum of the candidate operations of one edge."""
+
+    def __init__(self, ops: nn.ModuleDict):
+        super().__init__()
+        self.ops = ops
+
+    def forward(self, x: Tensor, weights: Tensor, active: Sequence[bool]) -> Tensor:
+        """``weights``: ``(n_ops,)``; ``active[k]`` False skips op ``k`` (its weight is 0)."""
+        out = None
+        for k, (name, op) in enumerate(self.ops.items()):
+            if not active[k] or name == NONE_OP:
+                continue
+            term = weights[k] * op(x)
+            out = term if out is None else out + term
+        return torch.zeros_like(x) if out is None else out
+
+
+class SuperNetwork(TokenNetwork):
+    """All architectures of a :class:`SearchSpace` at once.
+
+    The architecture logits ``alpha`` (shape ``(n_cells, n_edges, n_ops)``) are an
+    ``nn.Parameter``, so they live in ``state_dict`` and move with the module; the rest are
+    the weights. Selection fixes edges through :meth:`fix_edge` / :meth:`remove_edge`; a
+    fixed edge uses its one-hot choice whatever the weights passed in.
+    """
+
+    def __init__(
+        self,
+        *,
+        space: SearchSpace,
+        n_num_features: int,
+        cat_cardinalities: Sequence[int],
+        d_out: int,
+    ):
+        super().__init__(
+            n_num_features=n_num_features,
+            cat_cardinalities=cat_cardinalities,
+            d_token=space.settings.d_token,
+            d_out=d_out,
+        )
+        self.space = space
+        n_tokens = self.tokenizer.n_tokens
+        self.cells = nn.ModuleList(
+            nn.ModuleList(
+                MixedOp(
+                    nn.ModuleDict({op: make_op(op, space.settings, n_tokens) for op in space.ops})
+                )
+                for _ in space.edges
+            )
+            for _ in range(space.n_cells)
+        )
+        shape = (space.n_cells, space.n_edges, len(space.ops))
+        self.alpha = nn.Parameter(1e-3 * torch.randn(shape))
+        self.register_buffer("fixed", torch.zeros(shape[:2], dtype=torch.bool))
+        self.register_buffer("kept", torch.ones(shape, dtype=torch.bool))
+        self._active: list[list[list[bool]]] | None = None
+
+    # ---- parameters -------------------------------------------------------------------
+    def arch_parameters(self) -> list[nn.Parameter]:
+        return [self.alpha]
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        return [p for name, p in self.named_parameters() if name != "alpha"]
+
+    # ---- mixing weights ---------------------------------------------------------------
+    def project(self, weights: Tensor) -> Tensor:
+        """Replace the weights of fixed edges by their one-hot choice (or zeros if removed)."""
+        return torch.where(self.fixed[..., None], self.kept.to(weights.dtype), weights)
+
+    def default_weights(self) -> Tensor:
+        """Softmax of ``alpha`` with the fixed edges applied: the current supernet."""
+        return self.project(torch.softmax(self.alpha, dim=-1))
+
+    # ---- selection state --------------------------------------------------------------
+    def fix_edge(self, cell: int, edge: int, op: str) -> None:
+        """Make edge ``edge`` of ``cell`` use only ``op`` from now on."""
+        k = self.space.ops.index(op)
+        self.kept[cell, edge] = False
+        self.kept[cell, edge, k] = True
+        self.fixed[cell, edge] = True
+        self._active = None
+
+    def remove_edge(self, cell: int, edge: int) -> None:
+        """Delete edge ``edge`` of ``cell`` (its weights become zero for good)."""
+        self.kept[cell, edge] = False
+        self.fixed[cell, edge] = True
+        self._active = None
+
+    def is_fixed(self, cell: int, edge: int) -> bool:
+        return bool(self.fixed[cell, edge])
+
+    def chosen_op(self, cell: int, edge: int) -> str | None:
+        """The op a fixed edge kept, or None for a removed or undecided edge."""
+        if not self.is_fixed(cell, edge) or not bool(self.kept[cell, edge].any()):
+            return None
+        return self.space.ops[int(self.kept[cell, edge].int().argmax())]
+
+    def _active_ops(self) -> list[list[list[bool]]]:
+        if self._active is None:
+            self._active = self.kept.tolist()
+        return self._active
+
+    def to_architecture(self) -> Architecture:
+        """The architecture of a supernet whose edges are all fixed."""
+        if not bool(self.fixed.all()):
+            raise RuntimeError("to_architecture needs every edge fixed or removed")
+        cells = []
+        for c in range(self.space.n_cells):
+            nodes: list[list[Edge]] = [[] for _ in range(self.space.n_nodes)]
+            for e, (source, target) in enumerate(self.space.edges):
+                op = self.chosen_op(c, e)
+                if op is not None:
+                    nodes[target - 1].append(Edge(source=source, op=op))
+            cells.append(tuple(tuple(inputs) for inputs in nodes))
+        return Architecture(cells=tuple(cells), settings=self.space.settings)
+
+    # ---- forward: TokenNetwork.forward(x_num, x_cat, weights=...) -------------------------
+    def body(self, tokens: Tensor, weights: Tensor | None = None) -> Tensor:
+        """``weights`` (``(n_cells, n_edges, n_ops)``) default to :meth:`default_weights`."""
+        weights = self.default_weights() if weights is None else self.project(weights)
+        active = self._active_ops()
+        for c, cell in enumerate(self.cells):
+            states = [tokens]
+            for target in range(1, self.space.n_nodes + 1):
+                node = None
+                for e, (source, edge_target) in enumerate(self.space.edges):
+                    if edge_target != target or not any(active[c][e]):
+                        continue
+                    out = cell[e](states[source], weights[c, e], active[c][e])
+                    node = out if node is None else node + out
+                states.append(torch.zeros_like(tokens) if node is None else node)
+            tokens = states[-1]
+        return tokens

@@ -1,0 +1,139 @@
+"""Turning a table into model inputs, as Gorishniy et al. (2021) do.
+
+Numeric columns: NaN -> the training mean plus a 0/1 missing indicator (for columns that
+had missing values in training); then ``QuantileTransformer(output_distribution="normal")``
+fitted on a copy of the training rows with small seeded Gaussian noise.
+Categorical columns: ordinal codes ``1..k`` of the training categories; ``0`` is the slot
+for missing values and for categories never seen in training.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn.preprocessing import QuantileTransformer
+
+NOISE = 1e-3
+
+
+def n_quantiles_for(n_train: int) -> int:
+    """Gorishniy et al.'s rule, capped by the number of rows."""
+    return min(max(min(n_train // 30, 1000), 10), n_train)
+
+
+def to_float_column(values: Any, name: str) -> np.ndarray:
+    """A column as float64; a clear ``ValueError`` for text that is not a number."""
+    array = np.asarray(values)
+    if array.dtype.kind in "fiub":
+        return array.astype(np.float64)
+    if array.dtype.kind == "c":
+        raise ValueError("Complex data not supported")
+    array = array.astype(object)
+    array[pd.isna(array)] = np.nan
+    try:
+        return array.astype(np.float64)
+    except ValueError:
+        bad = next(v for v in array if not _is_number(v))
+        raise ValueError(
+            f"column {name} is numeric but holds the non-numeric value {bad!r}; list it in"
+            " categorical_features (or give it a pandas 'category' or 'object' dtype) to treat"
+            " it as categorical, or clean the values"
+        ) from None
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _category_values(values: pd.Series) -> list:
+    observed = pd.unique(values[values.notna()])
+    try:
+        return sorted(observed)
+    except TypeError:  # mixed types: order by text, deterministically
+        return sorted(observed, key=lambda v: (type(v).__name__, str(v)))
+
+
+class TabularPreprocessor:
+    """Fitted on the training rows; turns any rows into ``(x_num, x_cat)`` arrays.
+
+    Args:
+        categorical: positions of the categorical columns.
+        random_state: seeds the quantile noise.
+    """
+
+    def __init__(self, *, categorical: Sequence[int], random_state: int):
+        self.categorical = list(categorical)
+        self.random_state = random_state
+
+    def fit(self, frame: pd.DataFrame) -> TabularPreprocessor:
+        """``frame`` has positional columns; its rows are the training rows."""
+        self.n_columns_ = frame.shape[1]
+        self.numeric_ = [j for j in range(self.n_columns_) if j not in set(self.categorical)]
+        self.names_ = [str(c) for c in frame.columns]
+        numeric = self._numeric(frame)
+        missing = np.isnan(numeric)
+        self.indicator_columns_ = [j for j in range(numeric.shape[1]) if missing[:, j].any()]
+        with np.errstate(all="ignore"):
+            means = np.nanmean(np.where(missing, np.nan, numeric), axis=0) if numeric.size else np.zeros(0)
+        self.means_ = np.nan_to_num(means, nan=0.0)
+        numeric = np.where(missing, self.means_, numeric)
+        self.quantile_ = None
+        if numeric.shape[1]:
+            stds = np.std(numeric, axis=0, keepdims=True)
+            noise_std = NOISE / np.maximum(stds, NOISE)
+            rng = np.random.default_rng(self.random_state)
+            noisy = numeric + noise_std * rng.standard_normal(numeric.shape)
+            self.quantile_ = QuantileTransformer(
+                output_distribution="normal",
+                n_quantiles=n_quantiles_for(numeric.shape[0]),
+                subsample=10**9,
+                random_state=self.random_state,
+            ).fit(noisy)
+        self.categories_ = [_category_values(frame.iloc[:, j]) for j in self.categorical]
+        return self
+
+    @property
+    def n_num_features(self) -> int:
+        return len(self.numeric_) + len(self.indicator_columns_)
+
+    @property
+    def cat_cardinalities(self) -> list[int]:
+        return [len(categories) + 1 for categories in self.categories_]
+
+    def transform(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        numeric = self._numeric(frame)
+        missing = np.isnan(numeric)
+        numeric = np.where(missing, self.means_, numeric)
+        if self.quantile_ is not None:
+            numeric = self.quantile_.transform(numeric)
+        indicators = missing[:, self.indicator_columns_].astype(np.float64)
+        x_num = np.concatenate([numeric, indicators], axis=1).astype(np.float32)
+        x_cat = np.zeros((frame.shape[0], len(self.categorical)), dtype=np.int64)
+        for i, (j, categories) in enumerate(zip(self.categorical, self.categories_)):
+            codes = pd.Categorical(frame.iloc[:, j], categories=categories).codes
+            x_cat[:, i] = codes.astype(np.int64) + 1  # unknown and missing (-1) -> 0
+        return x_num, x_cat
+
+    def _numeric(self, frame: pd.DataFrame) -> np.ndarray:
+        columns = [to_float_column(frame.iloc[:, j], self._name(frame, j)) for j in self.numeric_]
+        if not columns:
+            return np.zeros((frame.shape[0], 0))
+        numeric = np.stack(columns, axis=1)
+        if np.isinf(numeric).any():
+            j = self.numeric_[int(np.isinf(numeric).any(axis=0).argmax())]
+            raise ValueError(
+                f"X contains infinity in column {self._name(frame, j)}; replace infinite"
+                " values by finite ones or by NaN (NaN is imputed)"
+            )
+        return numeric
+
+    @staticmethod
+    def _name(frame: pd.DataFrame, j: int) -> str:
+        name = frame.columns[j]
+        return repr(name) if isinstance(name, str) else f"{j}"

@@ -1,0 +1,1 @@
+"""Training loops, batching, history and callbacks (pure torch, no scikit-learn)."""

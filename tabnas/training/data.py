@@ -1,0 +1,68 @@
+"""Tensors on the device, and the batches drawn from them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+from torch import Tensor
+
+from tabnas.devices import DeviceConfig
+
+
+@dataclass(frozen=True)
+class TensorData:
+    """Numeric features, categorical codes and targets of one split, row-aligned."""
+
+    x_num: Tensor  # (n, n_num) float32
+    x_cat: Tensor  # (n, n_cat) int64
+    y: Tensor  # (n,) int64 for classes, float32 for regression
+
+    def __len__(self) -> int:
+        return self.y.shape[0]
+
+    def __getitem__(self, index: Tensor | slice) -> TensorData:
+        return TensorData(self.x_num[index], self.x_cat[index], self.y[index])
+
+    def to(self, config: DeviceConfig) -> TensorData:
+        return TensorData(*(config.to_device(t) for t in (self.x_num, self.x_cat, self.y)))
+
+
+def batch_indices(
+    n: int, batch_size: int, *, generator: torch.Generator | None = None, shuffle: bool = True
+) -> list[Tensor]:
+    """Row indices of each batch of one pass; never leaves a lone trailing row.
+
+    A trailing batch of one row is merged into the previous one, because BatchNorm cannot
+    train on a single row.
+    """
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    batches = list(order.split(batch_size))
+    if len(batches) > 1 and len(batches[-1]) == 1:
+        batches[-2] = torch.cat([batches[-2], batches.pop()])
+    return batches
+
+
+class Cycle:
+    """An endless stream of shuffled batches over one dataset, kept across steps.
+
+    DARTS draws one architecture batch per weight step; building a fresh iterator every
+    step would always return the same first batch.
+    """
+
+    def __init__(self, data: TensorData, batch_size: int, generator: torch.Generator):
+        self.data = data
+        self.batch_size = batch_size
+        self.generator = generator
+        self._pending: Iterator[Tensor] = iter(())
+
+    def __next__(self) -> TensorData:
+        index = next(self._pending, None)
+        if index is None:
+            self._pending = iter(batch_indices(len(self.data), self.batch_size, generator=self.generator))
+            index = next(self._pending)
+        return self.data[index.to(self.data.y.device)]
+
+    def __iter__(self) -> Cycle:
+        return self

@@ -1,0 +1,186 @@
+"""Loss, evaluation and the epoch loops shared by search, selection and retraining."""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from tabnas.devices import DeviceConfig
+from tabnas.training.callbacks import Callback, EpochState
+from tabnas.training.data import TensorData, batch_indices
+from tabnas.training.history import History
+
+
+@dataclass(frozen=True)
+class Task:
+    """What is predicted: ``regression`` (standardised target) or ``classification``."""
+
+    kind: Literal["regression", "classification"]
+    d_out: int
+
+    def loss(self, output: Tensor, y: Tensor) -> Tensor:
+        if self.kind == "regression":
+            return F.mse_loss(output.squeeze(-1).float(), y)
+        return F.cross_entropy(output.float(), y)
+
+    def metrics(self, output: Tensor, y: Tensor) -> dict[str, float]:
+        """Loss plus the early-stopping ``score`` (higher is better)."""
+        loss = float(self.loss(output, y))
+        if self.kind == "regression":
+            rmse = math.sqrt(loss)
+            return {"loss": loss, "rmse": rmse, "score": -rmse}
+        accuracy = float((output.argmax(-1) == y).float().mean())
+        return {"loss": loss, "accuracy": accuracy, "score": accuracy}
+
+
+class Deadline:
+    """A point in time after which a phase stops at its next epoch boundary."""
+
+    def __init__(self, seconds: float | None):
+        self.end = None if seconds is None else time.monotonic() + seconds
+
+    def expired(self) -> bool:
+        return self.end is not None and time.monotonic() >= self.end
+
+    def remaining(self) -> float:
+        return math.inf if self.end is None else max(0.0, self.end - time.monotonic())
+
+
+@torch.no_grad()
+def predict(model: nn.Module, data: TensorData, config: DeviceConfig, **forward_kwargs) -> Tensor:
+    """Raw outputs for every row of ``data`` (eval mode, large batches)."""
+    was_training = model.training
+    model.eval()
+    try:
+        outputs = []
+        for index in batch_indices(len(data), config.eval_batch_size, shuffle=False):
+            batch = data[index.to(data.y.device)]
+            with config.autocast():
+                outputs.append(model(batch.x_num, batch.x_cat, **forward_kwargs).float())
+        return torch.cat(outputs)
+    finally:
+        model.train(was_training)
+
+
+def evaluate(
+    model: nn.Module, data: TensorData, task: Task, config: DeviceConfig, **forward_kwargs
+) -> dict[str, float]:
+    return task.metrics(predict(model, data, config, **forward_kwargs), data.y)
+
+
+def train_epoch(
+    model: nn.Module,
+    data: TensorData,
+    *,
+    task: Task,
+    optimizer: torch.optim.Optimizer,
+    batch_size: int,
+    generator: torch.Generator,
+    config: DeviceConfig,
+    before_step: Callable[[TensorData], None] | None = None,
+    forward_kwargs: Callable[[], dict] | None = None,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    grad_clip: float | None = None,
+) -> float:
+    """One pass over ``data``; returns the mean training loss.
+
+    ``before_step`` runs before each weight step with the batch (DARTS puts its
+    architecture step there); ``forward_kwargs`` supplies extra forward arguments per step.
+    """
+    model.train()
+    total, count = 0.0, 0
+    for index in batch_indices(len(data), batch_size, generator=generator):
+        batch = data[index.to(data.y.device)]
+        if len(batch) < 2:  # BatchNorm cannot train on one row
+            continue
+        if before_step is not None:
+            before_step(batch)
+        optimizer.zero_grad(set_to_none=True)
+        with config.autocast():
+            output = model(batch.x_num, batch.x_cat, **(forward_kwargs() if forward_kwargs else {}))
+        loss = task.loss(output, batch.y)
+        loss.backward()
+        if grad_clip is not None:
+            nn.utils.clip_grad_norm_(
+                [p for group in optimizer.param_groups for p in group["params"]], grad_clip
+            )
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        total += float(loss.detach()) * len(batch)
+        count += len(batch)
+    return total / max(count, 1)
+
+
+@dataclass
+class FitResult:
+    best_epoch: int
+    best_metrics: dict[str, float]
+    n_epochs: int
+    stopped_by: str
+    extra: dict = field(default_factory=dict)
+
+
+def fit_network(
+    model: nn.Module,
+    *,
+    train: TensorData,
+    val: TensorData,
+    task: Task,
+    optimizer: torch.optim.Optimizer,
+    max_epochs: int,
+    batch_size: int,
+    generator: torch.Generator,
+    config: DeviceConfig,
+    history: History,
+    deadline: Deadline,
+    callbacks: list[Callback] = (),
+) -> FitResult:
+    """Train with early stopping on ``val`` and restore the best weights (Gorishniy et al.)."""
+    best_state = copy.deepcopy(model.state_dict())
+    best_metrics: dict[str, float] = evaluate(model, val, task, config)
+    best_epoch, stopped_by, epoch = -1, "max_epochs", -1
+    for epoch in range(max_epochs):
+        started = time.perf_counter()
+        train_loss = train_epoch(
+            model, train, task=task, optimizer=optimizer, batch_size=batch_size,
+            generator=generator, config=config,
+        )
+        metrics = evaluate(model, val, task, config)
+        improved = best_epoch < 0 or _ranks_above(metrics, best_metrics)
+        if improved:
+            best_state = copy.deepcopy(model.state_dict())
+            best_metrics, best_epoch = metrics, epoch
+        row = history.record(
+            phase="retrain",
+            epoch=epoch,
+            train_loss=train_loss,
+            **{f"val_{k}": v for k, v in metrics.items()},
+            improved=improved,
+            time_s=time.perf_counter() - started,
+        )
+        state = EpochState(epoch=epoch, row=row, best_epoch=best_epoch)
+        for callback in callbacks:
+            callback.on_epoch_end(state)
+        if state.stop:
+            stopped_by = state.stop_reason
+            break
+        if deadline.expired():
+            stopped_by = "time_limit"
+            break
+    model.load_state_dict(best_state)
+    return FitResult(
+        best_epoch=best_epoch, best_metrics=best_metrics, n_epochs=epoch + 1, stopped_by=stopped_by
+    )
+
+
+def _ranks_above(metrics: dict[str, float], best: dict[str, float]) -> bool:
+    """A higher score wins; an equal score (accuracy often ties) wins with a lower loss."""
+    return (metrics["score"], -metrics["loss"]) > (best["score"], -best["loss"])
