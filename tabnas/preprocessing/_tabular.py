@@ -95,7 +95,7 @@ class TabularPreprocessor:
                 subsample=10**9,
                 random_state=self.random_state,
             ).fit(noisy)
-        self.categories_ = [_category_values(frame.iloc[:, j]) for j in self.categorical]
+        self.categories_ = [pd.Index(_category_values(frame.iloc[:, j])) for j in self.categorical]
         return self
 
     @property
@@ -116,8 +116,8 @@ class TabularPreprocessor:
         x_num = np.concatenate([numeric, indicators], axis=1).astype(np.float32)
         x_cat = np.zeros((frame.shape[0], len(self.categorical)), dtype=np.int64)
         for i, (j, categories) in enumerate(zip(self.categorical, self.categories_)):
-            codes = pd.Categorical(frame.iloc[:, j], categories=categories).codes
-            x_cat[:, i] = codes.astype(np.int64) + 1  # unknown and missing (-1) -> 0
+            codes = categories.get_indexer(frame.iloc[:, j].astype(object))
+            x_cat[:, i] = codes + 1  # unknown and missing (-1) -> 0
         return x_num, x_cat
 
     def _numeric(self, frame: pd.DataFrame) -> np.ndarray:

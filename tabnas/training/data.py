@@ -40,7 +40,8 @@ def batch_indices(
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
     batches = list(order.split(batch_size))
     if len(batches) > 1 and len(batches[-1]) == 1:
-        batches[-2] = torch.cat([batches[-2], batches.pop()])
+        last = batches.pop()
+        batches[-1] = torch.cat([batches[-1], last])
     return batches
 
 

@@ -22,7 +22,7 @@ class DARTS(SearchStrategy):
         self.optimizer.zero_grad(set_to_none=True)
         alpha.grad = grad
         self.optimizer.step()
-        return float(val_loss)
+        return float(val_loss.detach())
 
 
 class SecondOrderDARTS(SearchStrategy):
@@ -64,7 +64,7 @@ class SecondOrderDARTS(SearchStrategy):
         d_virtual = [_or_zero(g, v) for g, v in zip(grads[1:], virtual)]
         norm = torch.cat([g.flatten() for g in d_virtual]).norm()
         if float(norm) == 0.0:
-            return d_alpha, float(val_loss)
+            return d_alpha, float(val_loss.detach())
         eps = 0.01 / norm
 
         def alpha_grad_at(sign: float) -> Tensor:
@@ -75,7 +75,7 @@ class SecondOrderDARTS(SearchStrategy):
             return g
 
         hessian_vector = (alpha_grad_at(+1.0) - alpha_grad_at(-1.0)) / (2 * eps)
-        return d_alpha - xi * hessian_vector, float(val_loss)
+        return d_alpha - xi * hessian_vector, float(val_loss.detach())
 
     def arch_step(
         self, loss: BatchLoss, train_batch, val_batch, *, weight_lr: float, weight_decay: float

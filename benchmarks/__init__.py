@@ -1,0 +1,1 @@
+"""Benchmarks and demos for tabnas (not part of the installed package)."""

@@ -1,0 +1,128 @@
+"""The demo: both estimators on real shared datasets, beside LightGBM, on the same split.
+
+    python -m benchmarks.demo --out demo-output [--preset fast] [--datasets-index PATH]
+
+Prints scores, fit times and the chosen architectures, and writes ``results.json`` plus
+the plots of each tabnas fit into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import accuracy_score, mean_squared_error, roc_auc_score
+from sklearn.model_selection import train_test_split
+
+from benchmarks.datasets import default_index_path, load_local
+from tabnas import TabNASClassifier, TabNASRegressor
+
+DEMO_DATASETS = {"credit_g": "classification", "california_housing": "regression"}
+
+
+def split(X, y, *, seed: int, stratify: bool):
+    """64/16/20 train/val/test, stratified for classification."""
+    X_rest, X_test, y_rest, y_test = train_test_split(
+        X, y, test_size=0.2, random_state=seed, stratify=y if stratify else None
+    )
+    X_train, X_val, y_train, y_val = train_test_split(
+        X_rest, y_rest, test_size=0.2, random_state=seed, stratify=y_rest if stratify else None
+    )
+    return X_train, X_val, X_test, y_train, y_val, y_test
+
+
+def scores(task: str, model, X_test, y_test) -> dict[str, float]:
+    if task == "classification":
+        proba = model.predict_proba(X_test)
+        out = {"accuracy": accuracy_score(y_test, model.classes_[proba.argmax(1)])}
+        if proba.shape[1] == 2:
+            out["roc_auc"] = roc_auc_score(y_test == model.classes_[1], proba[:, 1])
+        return out
+    return {"rmse": float(np.sqrt(mean_squared_error(y_test, model.predict(X_test))))}
+
+
+def run_lightgbm(task, X_train, y_train, X_val, y_val):
+    import lightgbm as lgb
+
+    cls = lgb.LGBMClassifier if task == "classification" else lgb.LGBMRegressor
+    model = cls(n_estimators=4000, verbose=-1, random_state=0)
+    model.fit(X_train, y_train, eval_set=[(X_val, y_val)], callbacks=[lgb.early_stopping(50, verbose=False)])
+    return model
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="demo-output", help="folder for results.json and plots")
+    parser.add_argument("--preset", default="fast", choices=["fast", "medium", "best"], help="tabnas budget")
+    parser.add_argument("--seed", type=int, default=0, help="split and model seed")
+    parser.add_argument(
+        "--datasets-index", default=None,
+        help=f"dataset index file (default: {default_index_path()})",
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    results = []
+    for name, task in DEMO_DATASETS.items():
+        data = load_local(name, args.datasets_index)
+        y = data.y / 100_000 if name == "california_housing" else data.y  # RMSE in $100k
+        X_train, X_val, X_test, y_train, y_val, y_test = split(
+            data.X, y, seed=args.seed, stratify=task == "classification"
+        )
+        estimator_cls = TabNASClassifier if task == "classification" else TabNASRegressor
+        started = time.perf_counter()
+        model = estimator_cls(preset=args.preset, random_state=args.seed).fit(
+            X_train, y_train, X_val=X_val, y_val=y_val
+        )
+        fit_s = time.perf_counter() - started
+        row = {
+            "dataset": name, "model": f"tabnas-{args.preset}", "task": task,
+            "n_train": len(X_train), "fit_time_s": round(fit_s, 2),
+            **scores(task, model, X_test, y_test),
+            "n_parameters": model.n_parameters_,
+            "architecture": model.architecture_.to_dict(),
+        }
+        results.append(row)
+        print(f"\n== {name} ({task}, {len(X_train)} training rows) ==")
+        print(model.architecture_)
+        _save_plots(model, out / name)
+        try:
+            started = time.perf_counter()
+            gbm = run_lightgbm(task, X_train, y_train, X_val, y_val)
+            results.append({
+                "dataset": name, "model": "lightgbm", "task": task, "n_train": len(X_train),
+                "fit_time_s": round(time.perf_counter() - started, 2),
+                **scores(task, gbm, X_test, y_test),
+            })
+        except ImportError:
+            print("(lightgbm is not installed: no reference row)")
+
+    print("\n| dataset | model | accuracy | roc_auc | rmse | fit time (s) |")
+    print("|---|---|---|---|---|---|")
+    for r in results:
+        cells = [f"{r[k]:.4f}" if k in r else "" for k in ("accuracy", "roc_auc", "rmse")]
+        print(f"| {r['dataset']} | {r['model']} | " + " | ".join(cells) + f" | {r['fit_time_s']} |")
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    print(f"\nresults and plots written to {out}/")
+    return results
+
+
+def _save_plots(model, folder: Path) -> None:
+    try:
+        from tabnas import plotting
+    except ImportError:  # matplotlib missing
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    plotting.plot_architecture_weights(model, folder / "architecture_weights.png")
+    plotting.plot_selection_trace(model, folder / "selection_trace.png")
+    plotting.plot_learning_curves(model, folder / "learning_curves.png")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+import pytest
+import torch
+
+from tabnas.nas.ops import DEFAULT_OPS, OP_REGISTRY, OpSettings, make_op, register_op
+
+
+@pytest.mark.parametrize("name", DEFAULT_OPS)
+def test_every_op_keeps_the_token_shape(name):
+    op = make_op(name, OpSettings(d_token=16, n_heads=4), n_tokens=5)
+    x = torch.randn(3, 5, 16)
+    assert op(x).shape == x.shape
+
+
+def test_none_is_zero_and_skip_is_identity():
+    settings = OpSettings(d_token=8, n_heads=2)
+    x = torch.randn(2, 3, 8)
+    assert torch.equal(make_op("none", settings, 3)(x), torch.zeros_like(x))
+    assert torch.equal(make_op("skip", settings, 3)(x), x)
+
+
+def test_resnet_mixes_features_and_attention_mixes_tokens():
+    settings = OpSettings(d_token=8, n_heads=2, resnet_dropout=0.0, attention_dropout=0.0)
+    for name in ("resnet", "attention"):
+        op = make_op(name, settings, n_tokens=4).eval()
+        x = torch.randn(2, 4, 8)
+        y = x.clone()
+        y[:, 3] += 1.0  # change only the last token
+        changed = (op(x) - op(y))[:, 0].abs().sum()
+        assert changed > 0, f"{name} should let token 3 influence token 0"
+    ffn = make_op("ffn", settings, n_tokens=4).eval()
+    x = torch.randn(2, 4, 8)
+    y = x.clone()
+    y[:, 3] += 1.0
+    assert torch.allclose(ffn(x)[:, 0], ffn(y)[:, 0]), "ffn is token-wise"
+
+
+def test_unknown_op_lists_the_registered_ones():
+    with pytest.raises(ValueError, match="registered operations"):
+        make_op("conv", OpSettings(), 3)
+
+
+def test_registering_twice_is_refused_and_new_ops_build():
+    @register_op("test_double")
+    def _double(settings, n_tokens):
+        return torch.nn.Identity()
+
+    try:
+        assert isinstance(make_op("test_double", OpSettings(), 2), torch.nn.Identity)
+        with pytest.raises(ValueError, match="already registered"):
+            register_op("test_double")(_double)
+    finally:
+        del OP_REGISTRY["test_double"]
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [({"d_token": 10, "n_heads": 4}, "multiple of n_heads"), ({"ffn_dropout": 1.5}, "ffn_dropout")],
+)
+def test_settings_validate(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        OpSettings(**kwargs)

@@ -1,0 +1,99 @@
+"""The search space, Architecture values, and the published networks as points of it."""
+
+import json
+
+import pytest
+import rtdl_revisiting_models as rtdl
+import torch
+
+from tabnas.nas.network import DiscreteNetwork
+from tabnas.nas.ops import OpSettings
+from tabnas.nas.space import Architecture, Edge, SearchSpace, cell_edges
+
+
+def n_params(module):
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_edges_are_derived_from_the_node_count():
+    assert cell_edges(1) == ((0, 1),)
+    assert cell_edges(3) == ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))
+    assert SearchSpace(n_nodes=4).n_edges == 10
+
+
+def test_space_rejects_unknown_ops_with_the_registered_names():
+    with pytest.raises(ValueError, match="registered"):
+        SearchSpace(ops=("attention", "conv3x3"))
+    with pytest.raises(ValueError, match="other than 'none'"):
+        SearchSpace(ops=("none",))
+
+
+def test_architecture_json_round_trip_and_text():
+    arch = Architecture(
+        cells=(((Edge(0, "attention"),), (Edge(0, "skip"), Edge(1, "ffn"))),),
+        settings=OpSettings(d_token=16, n_heads=4),
+    )
+    restored = Architecture.from_dict(json.loads(json.dumps(arch.to_dict())))
+    assert restored == arch
+    text = str(arch)
+    assert "n1 = attention(in)" in text and "n2 = skip(in) + ffn(n1)" in text
+    assert "d_token=16" in text
+
+
+def test_invalid_architectures_are_refused():
+    with pytest.raises(ValueError, match="reads only earlier nodes"):
+        Architecture(cells=(((Edge(1, "ffn"),),),))
+    with pytest.raises(ValueError, match="unknown operation"):
+        Architecture(cells=(((Edge(0, "conv"),),),))
+    with pytest.raises(ValueError, match="not an Architecture dict"):
+        Architecture.from_dict({"cell": []})
+
+
+def test_dead_nodes_are_not_built():
+    # n2 reads the input directly, so n1 feeds nothing and costs nothing.
+    arch = Architecture(cells=(((Edge(0, "resnet"),), (Edge(0, "ffn"),)),), settings=OpSettings(d_token=8, n_heads=2))
+    assert arch.live_nodes(0) == frozenset({0, 2})
+    assert arch.ops == ("ffn",)
+    net = DiscreteNetwork(architecture=arch, n_num_features=3, cat_cardinalities=[], d_out=1)
+    assert list(net.cells[0].keys()) == ["0_2_ffn"]
+
+
+def test_ft_transformer_is_a_point_of_the_space_with_rtdl_parameter_count():
+    arch = Architecture.ft_transformer(n_blocks=3)
+    space = SearchSpace(n_cells=3, n_nodes=2, settings=arch.settings)
+    assert space.contains(arch)
+    net = DiscreteNetwork(architecture=arch, n_num_features=5, cat_cardinalities=[3, 7], d_out=4)
+    reference = rtdl.FTTransformer(
+        n_cont_features=5, cat_cardinalities=[3, 7], d_out=4, **rtdl.FTTransformer.get_default_kwargs(3)
+    )
+    # rtdl drops the first block's attention LayerNorm; our attention op always has it.
+    d = arch.settings.d_token
+    assert n_params(net) == n_params(reference) + 2 * d
+    assert arch.n_parameters(n_num_features=5, cat_cardinalities=[3, 7], d_out=4) == n_params(net)
+    x_num, x_cat = torch.randn(6, 5), torch.randint(0, 3, (6, 2))
+    assert net(x_num, x_cat).shape == (6, 4)
+    tokens = net.tokenizer(x_num, x_cat)
+    assert tokens.shape == (6, 1 + 5 + 2, d)
+
+
+def test_resnet_is_a_point_of_the_space_with_rtdl_block_sizes():
+    arch = Architecture.resnet(n_blocks=2, d_token=8, d_hidden=96)
+    space = SearchSpace(n_cells=2, n_nodes=1, ops=("resnet", "skip", "none"), settings=arch.settings)
+    assert space.contains(arch)
+    net = DiscreteNetwork(architecture=arch, n_num_features=6, cat_cardinalities=[], d_out=1)
+    n_tokens = 1 + 6
+    d_block = n_tokens * 8
+    reference = rtdl.ResNet(
+        d_in=d_block, d_out=None, n_blocks=2, d_block=d_block, d_hidden=96,
+        d_hidden_multiplier=None, dropout1=0.1, dropout2=0.0,
+    )
+    ours = sum(n_params(cell) for cell in net.cells)
+    assert ours == sum(n_params(block) for block in reference.blocks)
+    assert net(torch.randn(5, 6), torch.zeros(5, 0, dtype=torch.long)).shape == (5, 1)
+
+
+def test_contains_rejects_points_outside_the_space():
+    space = SearchSpace(n_cells=1, n_nodes=2, node_inputs=1)
+    two_inputs = Architecture(cells=(((Edge(0, "ffn"),), (Edge(0, "skip"), Edge(1, "ffn"))),))
+    assert not space.contains(two_inputs)
+    assert not space.contains(Architecture.ft_transformer(2))

@@ -1,0 +1,87 @@
+import pytest
+import torch
+
+from tabnas.nas.network import DiscreteNetwork
+from tabnas.nas.ops import OpSettings
+from tabnas.nas.space import SearchSpace
+from tabnas.nas.supernet import SuperNetwork
+
+SETTINGS = OpSettings(d_token=8, n_heads=2, attention_dropout=0.0, ffn_dropout=0.0, resnet_dropout=0.0)
+
+
+def make(space=None, **kw):
+    space = space or SearchSpace(n_cells=2, n_nodes=2, settings=SETTINGS)
+    return SuperNetwork(space=space, n_num_features=3, cat_cardinalities=[4], d_out=2, **kw)
+
+
+def batch(n=5):
+    return torch.randn(n, 3), torch.randint(0, 4, (n, 1))
+
+
+def test_arch_and_weight_parameters_are_disjoint_and_complete():
+    net = make()
+    arch = {id(p) for p in net.arch_parameters()}
+    weights = {id(p) for p in net.weight_parameters()}
+    assert arch.isdisjoint(weights)
+    assert arch | weights == {id(p) for p in net.parameters()}
+    assert "alpha" in net.state_dict() and "fixed" in net.state_dict()
+    assert net.alpha.shape == (2, 3, 6)
+
+
+def test_forward_shape_and_gradient_reaches_alpha():
+    net = make()
+    out = net(*batch())
+    assert out.shape == (5, 2)
+    out.sum().backward()
+    assert net.alpha.grad is not None and net.alpha.grad.abs().sum() > 0
+
+
+def test_fixed_edges_ignore_the_weights_passed_in():
+    net = make()
+    net.fix_edge(0, 1, "ffn")
+    net.remove_edge(1, 0)
+    projected = net.project(torch.full((2, 3, 6), 0.5))
+    ffn = net.space.ops.index("ffn")
+    assert projected[0, 1].tolist() == [1.0 if k == ffn else 0.0 for k in range(6)]
+    assert projected[1, 0].sum() == 0
+    assert projected[0, 0].tolist() == [0.5] * 6
+    assert net.chosen_op(0, 1) == "ffn" and net.chosen_op(1, 0) is None
+
+
+def test_fully_fixed_supernet_equals_its_discrete_network():
+    space = SearchSpace(n_cells=2, n_nodes=2, settings=SETTINGS)
+    net = make(space).eval()
+    choices = {(0, 0): "attention", (0, 2): "ffn", (1, 0): "resnet", (1, 2): "linear"}
+    for c in range(2):
+        for e in range(3):
+            if (c, e) in choices:
+                net.fix_edge(c, e, choices[(c, e)])
+            else:
+                net.remove_edge(c, e)
+    arch = net.to_architecture()
+    assert arch.ops == ("attention", "ffn", "resnet", "linear")
+    discrete = DiscreteNetwork(architecture=arch, n_num_features=3, cat_cardinalities=[4], d_out=2).eval()
+    # Copy the chosen ops' weights into the discrete network and compare outputs.
+    state = {}
+    for key, value in net.state_dict().items():
+        state[key] = value
+    mapped = {}
+    for c, cell in enumerate(discrete.cells):
+        for key in cell.keys():
+            source, target, op = key.split("_", 2)
+            e = space.edges.index((int(source), int(target)))
+            prefix = f"cells.{c}.{e}.ops.{op}."
+            for name, value in net.state_dict().items():
+                if name.startswith(prefix):
+                    mapped[f"cells.{c}.{key}.{name[len(prefix):]}"] = value
+    for name, value in net.state_dict().items():
+        if name.startswith(("tokenizer.", "readout.")):
+            mapped[name] = value
+    discrete.load_state_dict(mapped)
+    x = batch(7)
+    assert torch.allclose(net(*x), discrete(*x), atol=1e-6)
+
+
+def test_to_architecture_requires_every_edge_decided():
+    with pytest.raises(RuntimeError, match="every edge"):
+        make().to_architecture()

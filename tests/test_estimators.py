@@ -1,0 +1,242 @@
+"""The estimators as a user meets them: fit/predict, pandas, bad input, persistence."""
+
+import pickle
+import time
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+from sklearn.compose import ColumnTransformer
+from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+from sklearn.utils.validation import check_is_fitted
+
+from tabnas import Architecture, TabNASClassifier, TabNASRegressor
+
+from .conftest import FAST
+
+
+@pytest.fixture(scope="module")
+def fitted_mixed(mixed_frame):
+    X, y = mixed_frame
+    return TabNASClassifier(**FAST).fit(X, y)
+
+
+def test_classifier_on_pandas_with_categories_and_missing_values(fitted_mixed, mixed_frame):
+    X, y = mixed_frame
+    clf = fitted_mixed
+    assert list(clf.classes_) == ["no", "yes"]
+    assert clf.n_features_in_ == 4 and list(clf.feature_names_in_) == ["num", "num2", "color", "flag"]
+    proba = clf.predict_proba(X)
+    assert proba.shape == (len(X), 2) and np.allclose(proba.sum(axis=1), 1)
+    assert set(clf.predict(X)) <= {"no", "yes"}
+    assert clf.score(X, y) > 0.8
+    # the categorical columns were found from the dtypes
+    assert clf.preprocessor_.categorical == [2, 3]
+
+
+def test_fitted_attributes_describe_the_run(fitted_mixed):
+    clf = fitted_mixed
+    phases = {row["phase"] for row in clf.history_}
+    assert phases == {"search", "select", "retrain"}
+    search = clf.history_.phase("search")
+    assert len(search) == 6 and np.array(search[0]["weights"]).shape == (2, 3, 6)
+    assert not search[0]["arch_steps"] and search[-1]["arch_steps"]  # warm-up first
+    ops = [r for r in clf.selection_trace_ if r["kind"] == "op"]
+    assert len(ops) == 2 * 3  # every edge of every cell decided by PT
+    assert isinstance(clf.architecture_, Architecture)
+    assert clf.search_space_.contains(clf.architecture_)
+    assert Architecture.from_dict(clf.architecture_.to_dict()) == clf.architecture_
+    assert "cell 0" in str(clf.architecture_)
+    assert clf.n_parameters_ == sum(p.numel() for p in clf.model_.parameters())
+    assert set(clf.timings_) >= {"search_s", "selection_s", "retrain_s", "fit_s"}
+    assert clf.device_ == "cpu"
+    retrain = clf.history_.phase("retrain")
+    assert retrain[clf.best_epoch_]["improved"]
+
+
+def test_unseen_category_at_predict_works(fitted_mixed, mixed_frame):
+    X, _ = mixed_frame
+    new = X.iloc[:5].copy()
+    new["color"] = pd.Categorical(["purple"] * 5)
+    assert fitted_mixed.predict(new).shape == (5,)
+
+
+def test_string_and_non_contiguous_labels_multiclass(cancer):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(240, 3))
+    labels = np.array([3, 10, 42])[(X[:, 0] > -0.4).astype(int) + (X[:, 1] > 0.4).astype(int)]
+    clf = TabNASClassifier(**FAST).fit(X, labels)
+    assert list(clf.classes_) == [3, 10, 42]
+    assert clf.predict_proba(X).shape == (240, 3)
+    assert clf.score(X, labels) > 0.7
+
+
+def test_regressor_predicts_in_original_units(regression_data):
+    X, y = regression_data
+    reg = TabNASRegressor(**FAST).fit(X, y)
+    assert abs(reg.target_mean_ - y.mean()) < 1e-6
+    pred = reg.predict(X)
+    assert abs(pred.mean() - y.mean()) < 0.2 * y.std()
+    assert reg.score(X, y) > 0.5
+
+
+def test_explicit_validation_set_is_used(cancer):
+    X, y = cancer
+    clf = TabNASClassifier(**FAST).fit(X[:300], y[:300], X_val=X[300:400], y_val=y[300:400])
+    assert clf.fit_info_["n_train"] == 300 and clf.fit_info_["n_val"] == 100
+    with pytest.raises(ValueError, match="both X_val and y_val"):
+        TabNASClassifier(**FAST).fit(X, y, X_val=X[:10])
+
+
+def test_same_seed_same_predictions_and_different_seed_differs(cancer):
+    X, y = cancer[0][:200], cancer[1][:200]
+    a = TabNASClassifier(**FAST).fit(X, y).predict_proba(X)
+    b = TabNASClassifier(**FAST).fit(X, y).predict_proba(X)
+    c = TabNASClassifier(**{**FAST, "random_state": 1}).fit(X, y).predict_proba(X)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_pickle_and_joblib_round_trips(fitted_mixed, mixed_frame, tmp_path):
+    X, _ = mixed_frame
+    expected = fitted_mixed.predict_proba(X)
+    restored = pickle.loads(pickle.dumps(fitted_mixed))
+    assert np.array_equal(restored.predict_proba(X), expected)
+    joblib.dump(fitted_mixed, tmp_path / "model.joblib")
+    assert np.array_equal(joblib.load(tmp_path / "model.joblib").predict_proba(X), expected)
+
+
+def test_clone_gives_an_unfitted_copy_with_the_same_params(fitted_mixed):
+    copy = clone(fitted_mixed)
+    assert copy.get_params() == fitted_mixed.get_params()
+    with pytest.raises(NotFittedError):
+        check_is_fitted(copy)
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_grid_search_over_selection(cancer, n_jobs):
+    X, y = cancer[0][:150], cancer[1][:150]
+    search = GridSearchCV(
+        TabNASClassifier(preset="fast", max_epochs=5, device="cpu", random_state=0),
+        {"selection": ["pt", "argmax"]},
+        cv=2,
+        n_jobs=n_jobs,
+    ).fit(X, y)
+    assert set(search.cv_results_["param_selection"]) == {"pt", "argmax"}
+    assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
+    assert search.best_estimator_.selection in {"pt", "argmax"}
+
+
+def test_cross_val_score_in_a_pipeline_with_column_transformer(mixed_frame):
+    X, y = mixed_frame
+    pipe = make_pipeline(
+        ColumnTransformer(
+            [("num", FunctionTransformer(lambda d: d * 2.0), ["num", "num2"]), ("cat", "passthrough", ["color"])],
+            verbose_feature_names_out=False,
+        ).set_output(transform="pandas"),
+        TabNASClassifier(preset="fast", max_epochs=5, device="cpu", random_state=0),
+    )
+    scores = cross_val_score(pipe, X, y, cv=2, n_jobs=2)
+    assert scores.shape == (2,) and np.all(scores > 0.5)
+
+
+def test_time_limit_is_respected(cancer):
+    X, y = cancer
+    started = time.monotonic()
+    clf = TabNASClassifier(preset="medium", time_limit=6, device="cpu", random_state=0).fit(X, y)
+    elapsed = time.monotonic() - started
+    # one epoch of slack per phase at most, generously bounded for a shared machine
+    assert elapsed < 6 + 10
+    assert clf.predict(X[:3]).shape == (3,)
+
+
+# ---- bad input ------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "make_y, match",
+    [
+        (lambda y: np.where(np.arange(len(y)) == 3, np.nan, y.astype(float)), "Input y contains NaN"),
+        (lambda y: np.where(np.arange(len(y)) == 3, np.inf, y.astype(float)), "Input y contains infinity"),
+    ],
+)
+def test_regressor_refuses_nan_or_inf_targets(cancer, make_y, match):
+    X, y = cancer
+    with pytest.raises(ValueError, match=match):
+        TabNASRegressor(**FAST).fit(X[:50], make_y(y[:50]))
+
+
+def test_classifier_refuses_missing_labels():
+    X = np.random.default_rng(0).normal(size=(20, 2))
+    y = np.array(["a", "b"] * 9 + [None, "a"], dtype=object)
+    with pytest.raises(ValueError, match="missing label"):
+        TabNASClassifier(**FAST).fit(X, y)
+
+
+def test_infinity_in_X_is_refused():
+    X = np.random.default_rng(0).normal(size=(20, 2))
+    X[4, 1] = np.inf
+    with pytest.raises(ValueError, match="infinity in column 1"):
+        TabNASRegressor(**FAST).fit(X, np.arange(20.0))
+
+
+def test_wrong_number_of_features_at_predict(fitted_mixed):
+    with pytest.raises(ValueError, match="features"):
+        fitted_mixed.predict(np.zeros((3, 2)))
+
+
+def test_empty_X():
+    with pytest.raises(ValueError, match="0 sample"):
+        TabNASRegressor(**FAST).fit(np.zeros((0, 3)), np.zeros(0))
+    with pytest.raises(ValueError, match="0 sample"):
+        TabNASRegressor(**FAST).fit(pd.DataFrame({"a": []}), [])
+
+
+def test_single_class():
+    with pytest.raises(ValueError, match="single class"):
+        TabNASClassifier(**FAST).fit(np.zeros((10, 2)), ["a"] * 10)
+
+
+def test_too_few_rows():
+    with pytest.raises(ValueError, match="at least 4 samples.*n_samples=3"):
+        TabNASRegressor(**FAST).fit(np.zeros((3, 2)), [1.0, 2.0, 3.0])
+
+
+def test_non_numeric_strings_in_a_numeric_column():
+    X = np.array([[1.0, "2"], [3.0, "x"], [5.0, "6"], [7.0, "8"]] * 3, dtype=object)
+    with pytest.raises(ValueError, match="non-numeric value 'x'.*categorical_features"):
+        TabNASRegressor(**FAST).fit(X, np.arange(12.0))
+    # declared categorical, the same column is fine
+    TabNASRegressor(**{**FAST, "max_epochs": 2}, categorical_features=[1]).fit(X, np.arange(12.0))
+
+
+def test_bad_categorical_features_names_the_columns(mixed_frame):
+    X, y = mixed_frame
+    with pytest.raises(ValueError, match="not a column of X"):
+        TabNASClassifier(**FAST, categorical_features=["colour"]).fit(X, y)
+
+
+def test_bad_params_are_reported_at_fit():
+    with pytest.raises(ValueError, match="preset"):
+        TabNASClassifier(preset="huge").fit(np.zeros((10, 2)), [0, 1] * 5)
+    with pytest.raises(ValueError, match="search_strategy"):
+        TabNASClassifier(search_strategy="enas").fit(np.zeros((10, 2)), [0, 1] * 5)
+
+
+def test_failed_fit_leaves_no_half_fitted_estimator(fitted_mixed, mixed_frame):
+    X, y = mixed_frame
+    fresh = TabNASClassifier(**FAST)
+    with pytest.raises(ValueError):
+        fresh.fit(X.iloc[:3], y[:3])
+    with pytest.raises(NotFittedError):
+        check_is_fitted(fresh)
+    assert not [k for k in vars(fresh) if k.endswith("_")]
+    # a fitted estimator keeps its previous fit when a refit fails
+    before = fitted_mixed.predict_proba(X)
+    with pytest.raises(ValueError):
+        fitted_mixed.fit(X.assign(num=np.inf), y)
+    assert fitted_mixed.n_features_in_ == 4
+    assert np.array_equal(fitted_mixed.predict_proba(X), before)

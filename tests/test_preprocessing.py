@@ -1,0 +1,100 @@
+"""Gorishniy-style preprocessing and the seeded splits."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.preprocessing import QuantileTransformer
+
+from tabnas.preprocessing import TabularPreprocessor, holdout_split, n_quantiles_for
+
+
+def frame():
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(
+        {
+            "a": rng.normal(size=300),
+            "b": rng.exponential(size=300),
+            "c": rng.choice(["x", "y", "z"], size=300),
+        }
+    )
+    X.loc[:9, "a"] = np.nan
+    X.loc[5:7, "c"] = None
+    return X.set_axis(range(3), axis=1)
+
+
+def test_n_quantiles_rule():
+    assert n_quantiles_for(300) == 10
+    assert n_quantiles_for(3000) == 100
+    assert n_quantiles_for(10**6) == 1000
+    assert n_quantiles_for(5) == 5  # never more quantiles than rows
+
+
+def test_numeric_imputation_indicator_and_quantiles():
+    X = frame()
+    prep = TabularPreprocessor(categorical=[2], random_state=0).fit(X)
+    x_num, x_cat = prep.transform(X)
+    assert x_num.dtype == np.float32 and x_cat.dtype == np.int64
+    # a, b quantile-normalised, then the missing indicator of a
+    assert prep.n_num_features == 3 and x_num.shape == (300, 3)
+    assert x_num[:10, 2].tolist() == [1.0] * 10 and x_num[10:, 2].sum() == 0
+    assert abs(x_num[10:, 1].mean()) < 0.2 and 0.7 < x_num[:, 1].std() < 1.3
+    # the imputed value is the train mean of 'a', transformed like any other value
+    expected = prep.quantile_.transform(np.array([[np.nanmean(X[0]), 0.0]]))[0, 0]
+    assert np.allclose(x_num[:10, 0], expected, atol=1e-5)
+
+
+def test_quantiles_are_fitted_on_noisy_train_copy_as_gorishniy():
+    X = frame()
+    prep = TabularPreprocessor(categorical=[2], random_state=0).fit(X)
+    numeric = np.stack([X[0].fillna(np.nanmean(X[0])), X[1]], axis=1)
+    stds = numeric.std(axis=0, keepdims=True)
+    noisy = numeric + 1e-3 / np.maximum(stds, 1e-3) * np.random.default_rng(0).standard_normal(numeric.shape)
+    reference = QuantileTransformer(output_distribution="normal", n_quantiles=10, subsample=10**9, random_state=0).fit(noisy)
+    assert np.allclose(prep.quantile_.quantiles_, reference.quantiles_)
+    assert not np.allclose(prep.quantile_.quantiles_, reference.fit(numeric).quantiles_)
+
+
+def test_categorical_codes_reserve_zero_for_missing_and_unseen():
+    X = frame()
+    prep = TabularPreprocessor(categorical=[2], random_state=0).fit(X)
+    assert prep.cat_cardinalities == [4]
+    _, x_cat = prep.transform(X)
+    assert set(x_cat[5:8, 0]) == {0}
+    assert set(x_cat[10:, 0]) <= {1, 2, 3}
+    new = X.iloc[:3].copy()
+    new[2] = ["w", "x", None]
+    _, codes = prep.transform(new)
+    assert codes[:, 0].tolist() == [0, 1, 0]
+
+
+def test_non_numeric_text_in_a_numeric_column_is_named():
+    X = frame()
+    X[1] = X[1].astype(object)
+    X.loc[3, 1] = "n/a"
+    with pytest.raises(ValueError, match="column 1 is numeric but holds the non-numeric value 'n/a'"):
+        TabularPreprocessor(categorical=[2], random_state=0).fit(X)
+
+
+def test_infinity_is_refused_with_the_column():
+    X = frame()
+    X.loc[4, 1] = np.inf
+    with pytest.raises(ValueError, match="infinity in column 1"):
+        TabularPreprocessor(categorical=[2], random_state=0).fit(X)
+
+
+def test_stratified_holdout_keeps_rare_classes_in_the_larger_part():
+    y = np.array([0] * 50 + [1] * 30 + [2] * 1 + [3] * 2)
+    kept, held = holdout_split(len(y), 0.2, np.random.default_rng(0), stratify=y)
+    assert len(np.intersect1d(kept, held)) == 0 and len(kept) + len(held) == len(y)
+    assert set(y[kept]) == {0, 1, 2, 3}
+    assert np.bincount(y[held]).tolist()[:2] == [10, 6]
+    again = holdout_split(len(y), 0.2, np.random.default_rng(0), stratify=y)
+    assert np.array_equal(again[1], held)
+
+
+def test_plain_holdout_and_minimum_size():
+    kept, held = holdout_split(10, 0.2, np.random.default_rng(1))
+    assert len(held) == 2 and len(kept) == 8
+    assert len(holdout_split(2, 0.01, np.random.default_rng(1))[1]) == 1
+    with pytest.raises(ValueError, match="at least 2 rows"):
+        holdout_split(1, 0.5, np.random.default_rng(0))
