@@ -53,3 +53,12 @@ def regression_data():
     X = rng.normal(size=(300, 4))
     y = 1000.0 * (X[:, 0] - 0.5 * X[:, 1] ** 2) + 5000.0
     return X, y
+
+
+def pytest_configure(config):
+    # Under pytest-xdist every worker is a process of its own: one torch thread each keeps
+    # the workers from fighting over the cores.
+    import os
+
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)

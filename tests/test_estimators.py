@@ -196,7 +196,7 @@ def test_empty_X():
 
 
 def test_single_class():
-    with pytest.raises(ValueError, match="single class"):
+    with pytest.raises(ValueError, match="only one class"):
         TabNASClassifier(**FAST).fit(np.zeros((10, 2)), ["a"] * 10)
 
 

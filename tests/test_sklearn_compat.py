@@ -9,7 +9,14 @@ CHECK_PARAMS = dict(preset="fast", max_epochs=30, device="cpu", random_state=0)
 
 
 def expected_failed_checks(estimator):
-    return {}
+    return {
+        # Predictions of a subset equal those of the full batch only to float32 precision:
+        # a matrix product over fewer rows may round the last bit differently (seen:
+        # relative 2.5e-7 on one of 80 values with one thread; the check asks for 1e-7).
+        "check_methods_subset_invariance": (
+            "float32 matrix products are not bitwise invariant to the batch size"
+        ),
+    }
 
 
 @parametrize_with_checks(

@@ -111,6 +111,10 @@ class BaseTabNAS(BaseEstimator, ABC):
         -------
         self
         """
+        if y is None:
+            raise ValueError(
+                f"This {type(self).__name__} estimator requires y to be passed, but the target y is None."
+            )
         if (X_val is None) != (y_val is None):
             raise ValueError("pass both X_val and y_val, or neither")
         before = dict(self.__dict__)

@@ -79,7 +79,7 @@ class TabNASClassifier(ClassifierMixin, BaseTabNAS):
             classes = np.unique(y)
             if len(classes) < 2:
                 raise ValueError(
-                    f"y has a single class ({classes[0]!r}); a classifier needs at least 2"
+                    f"y has only one class ({classes[0]!r}); a classifier needs at least 2"
                     " classes in y"
                 )
             self.classes_ = classes
@@ -104,4 +104,5 @@ class TabNASClassifier(ClassifierMixin, BaseTabNAS):
         return torch.softmax(self._raw_predict(X), dim=-1).numpy().astype(np.float64)
 
     def predict(self, X) -> np.ndarray:
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+        proba = self.predict_proba(X)
+        return self.classes_[proba.argmax(axis=1)]
