@@ -30,6 +30,8 @@ class SearchConfig:
     lr: float
     weight_decay: float
     grad_clip: float = 5.0
+    max_score_rows: int = 4096
+    """Rows of the architecture half that selection scores on (a fixed seeded subset)."""
 
 
 class SupernetTrainer:
@@ -65,6 +67,9 @@ class SupernetTrainer:
         self.history = history
         self.callbacks = list(callbacks)
         self.arch_batches = Cycle(arch_data, config.batch_size, generator)
+        n_score = min(len(arch_data), config.max_score_rows)
+        score_rows = torch.randperm(len(arch_data), generator=generator)[:n_score].sort().values
+        self.score_data = arch_data[score_rows.to(arch_data.y.device)]
         self.optimizer = make_weight_optimizer(
             supernet, lr=config.lr, weight_decay=config.weight_decay, exclude=supernet.arch_parameters()
         )
@@ -130,8 +135,8 @@ class SupernetTrainer:
 
     # ---- services for the selectors --------------------------------------------------
     def evaluate(self, weights: Tensor) -> dict[str, float]:
-        """Scores of the whole supernet on the architecture half under ``weights``."""
-        return evaluate(self.supernet, self.arch_data, self.task, self.device, weights=weights)
+        """Scores of the whole supernet on (up to ``max_score_rows`` of) the architecture half."""
+        return evaluate(self.supernet, self.score_data, self.task, self.device, weights=weights)
 
     def start_tuning(self) -> None:
         """PT tunes with a fresh weight optimizer at a tenth of the search learning rate."""

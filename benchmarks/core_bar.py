@@ -1,0 +1,128 @@
+"""The two reference measurements of the estimators, side by side with LightGBM.
+
+    python -m benchmarks.core_bar --out results/core-bar [--datasets-index PATH]
+
+1. ``TabNASClassifier(preset="fast", random_state=0)`` on scikit-learn's breast cancer
+   data, 25 % held out (stratified, seed 0): test accuracy and fit time.
+2. ``TabNASRegressor`` at the default preset on ``california_housing`` (20 % test, then
+   20 % of the rest for validation, seed 0), beside LightGBM with default parameters and
+   early stopping (50 rounds) on the same validation split: test RMSE in $100,000 and fit
+   time of each, in one run.
+
+Prints a markdown table and writes ``results.json`` and the plots of the California fit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+import sklearn
+import torch
+from sklearn.datasets import load_breast_cancer
+from sklearn.model_selection import train_test_split
+
+import tabnas
+from benchmarks.datasets import default_index_path, load_local
+from tabnas import TabNASClassifier, TabNASRegressor
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def rmse(a, b) -> float:
+    return float(np.sqrt(np.mean((np.asarray(a) - np.asarray(b)) ** 2)))
+
+
+def breast_cancer() -> dict:
+    X, y = load_breast_cancer(return_X_y=True)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, stratify=y, random_state=0)
+    started = time.perf_counter()
+    clf = TabNASClassifier(preset="fast", random_state=0).fit(X_train, y_train)
+    fit_s = time.perf_counter() - started
+    return {
+        "dataset": "breast_cancer (sklearn)", "model": "tabnas fast", "metric": "accuracy",
+        "score": float(clf.score(X_test, y_test)), "fit_time_s": fit_s,
+        "architecture": str(clf.architecture_), "timings": clf.timings_,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def california(index_path, out: Path) -> list[dict]:
+    import lightgbm as lgb
+
+    data = load_local("california_housing", index_path)
+    y = data.y / 100_000
+    X_rest, X_test, y_rest, y_test = train_test_split(data.X, y, test_size=0.2, random_state=0)
+    X_train, X_val, y_train, y_val = train_test_split(X_rest, y_rest, test_size=0.2, random_state=0)
+
+    started = time.perf_counter()
+    gbm = lgb.LGBMRegressor(n_estimators=4000, verbose=-1, random_state=0).fit(
+        X_train, y_train, eval_set=[(X_val, y_val)], callbacks=[lgb.early_stopping(50, verbose=False)]
+    )
+    gbm_s = time.perf_counter() - started
+    started = time.perf_counter()
+    reg = TabNASRegressor(random_state=0).fit(X_train, y_train, X_val=X_val, y_val=y_val)
+    reg_s = time.perf_counter() - started
+    try:
+        from tabnas import plotting
+
+        plotting.plot_architecture_weights(reg, out / "architecture_weights.png")
+        plotting.plot_selection_trace(reg, out / "selection_trace.png")
+        plotting.plot_learning_curves(reg, out / "learning_curves.png")
+    except ImportError:
+        pass
+    return [
+        {
+            "dataset": "california_housing", "model": "lightgbm (defaults, early stopping 50)",
+            "metric": "rmse ($100k)", "score": rmse(gbm.predict(X_test), y_test),
+            "fit_time_s": gbm_s, "n_train": len(X_train),
+        },
+        {
+            "dataset": "california_housing", "model": "tabnas medium (default)",
+            "metric": "rmse ($100k)", "score": rmse(reg.predict(X_test), y_test),
+            "fit_time_s": reg_s, "n_train": len(X_train), "architecture": str(reg.architecture_),
+            "n_parameters": reg.n_parameters_, "timings": reg.timings_, "peak_rss_mb": peak_rss_mb(),
+        },
+    ]
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="results/core-bar", help="folder for results.json and plots")
+    parser.add_argument("--datasets-index", default=None, help=f"dataset index (default: {default_index_path()})")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [breast_cancer(), *california(args.datasets_index, out)]
+    report = {
+        "rows": rows,
+        "machine": {
+            "platform": platform.platform(), "cpu_threads": torch.get_num_threads(),
+            "tabnas": tabnas.__version__, "torch": torch.__version__, "sklearn": sklearn.__version__,
+        },
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    (out / "results.json").write_text(json.dumps(report, indent=2))
+    print("| dataset | model | metric | score | fit time (s) |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['dataset']} | {r['model']} | {r['metric']} | {r['score']:.4f} | {r['fit_time_s']:.1f} |")
+    gbm, ours = rows[1], rows[2]
+    print(f"\ntabnas / LightGBM RMSE: {ours['score'] / gbm['score']:.3f};"
+          f" fit time ratio: {ours['fit_time_s'] / gbm['fit_time_s']:.0f}x;"
+          f" peak RSS {ours['peak_rss_mb']:.0f} MB")
+    for r in rows:
+        if "architecture" in r:
+            print(f"\n{r['dataset']}:\n{r['architecture']}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,30 @@
+"""The examples in the public docstrings and the README's Python blocks run."""
+
+import doctest
+import re
+from pathlib import Path
+
+import pytest
+
+import tabnas.estimators._classifier
+import tabnas.estimators._regressor
+import tabnas.nas.space
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize(
+    "module", [tabnas.estimators._classifier, tabnas.estimators._regressor, tabnas.nas.space]
+)
+def test_docstring_examples(module):
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
+
+
+def test_readme_python_blocks_run(tmp_path, monkeypatch):
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    assert blocks, "the README shows Python usage"
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), namespace)

@@ -1,0 +1,104 @@
+"""Batching, the epoch loop, early stopping, history and optimizer groups."""
+
+import torch
+from torch import nn
+
+from tabnas.devices import resolve_device
+from tabnas.training.callbacks import EarlyStopping, EpochState
+from tabnas.training.data import Cycle, TensorData, batch_indices
+from tabnas.training.history import History
+from tabnas.training.loop import Deadline, Task, evaluate, fit_network
+from tabnas.training.optim import make_parameter_groups
+
+CPU = resolve_device("cpu")
+
+
+class Linear(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(2, 1)
+        self.norm = nn.LayerNorm(1)
+
+    def forward(self, x_num, x_cat):
+        return self.linear(x_num)
+
+
+def data(n=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 2, generator=g)
+    return TensorData(x, torch.zeros(n, 0, dtype=torch.long), 3 * x[:, 0] - x[:, 1])
+
+
+def test_batches_cover_every_row_once_and_never_leave_one_alone():
+    for n, size in [(17, 16), (33, 8), (5, 16), (1, 4)]:
+        batches = batch_indices(n, size, generator=torch.Generator().manual_seed(0))
+        rows = torch.cat(batches).sort().values
+        assert torch.equal(rows, torch.arange(n))
+        assert n == 1 or all(len(b) > 1 for b in batches)
+
+
+def test_cycle_keeps_its_place_and_reshuffles_each_pass():
+    cycle = Cycle(data(8), 4, torch.Generator().manual_seed(0))
+    first_pass = [next(cycle).y for _ in range(2)]
+    second_pass = [next(cycle).y for _ in range(2)]
+    assert torch.equal(torch.cat(first_pass).sort().values, torch.cat(second_pass).sort().values)
+    assert not torch.equal(torch.cat(first_pass), torch.cat(second_pass))
+
+
+def test_fit_network_restores_the_best_epoch_and_records_history():
+    torch.manual_seed(0)
+    model = Linear()
+    task = Task(kind="regression", d_out=1)
+    history = History()
+    result = fit_network(
+        model, train=data(64, 0), val=data(32, 1), task=task,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.05), max_epochs=40, batch_size=16,
+        generator=torch.Generator().manual_seed(0), config=CPU, history=history,
+        deadline=Deadline(None), callbacks=[EarlyStopping(3)],
+    )
+    rows = history.phase("retrain")
+    assert len(rows) == result.n_epochs
+    best = max(range(len(rows)), key=lambda i: rows[i]["val_score"])
+    assert result.best_epoch == best
+    # the weights in the model are those of the best epoch
+    assert abs(evaluate(model, data(32, 1), task, CPU)["rmse"] - rows[best]["val_rmse"]) < 1e-5
+    assert history.column("val_rmse", phase="retrain") == [r["val_rmse"] for r in rows]
+
+
+def test_early_stopping_waits_for_patience():
+    stopper = EarlyStopping(patience=2)
+    state = EpochState(epoch=3, row={}, best_epoch=2)
+    stopper.on_epoch_end(state)
+    assert not state.stop
+    state = EpochState(epoch=4, row={}, best_epoch=2)
+    stopper.on_epoch_end(state)
+    assert state.stop and state.stop_reason == "early_stopping"
+
+
+def test_expired_deadline_stops_after_one_epoch():
+    model = Linear()
+    result = fit_network(
+        model, train=data(), val=data(16, 1), task=Task(kind="regression", d_out=1),
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.01), max_epochs=50, batch_size=16,
+        generator=torch.Generator().manual_seed(0), config=CPU, history=History(),
+        deadline=Deadline(0.0),
+    )
+    assert result.n_epochs == 1 and result.stopped_by == "time_limit"
+
+
+def test_classification_metrics():
+    task = Task(kind="classification", d_out=3)
+    logits = torch.tensor([[5.0, 0, 0], [0, 5.0, 0], [0, 0, 5.0], [5.0, 0, 0]])
+    metrics = task.metrics(logits, torch.tensor([0, 1, 2, 2]))
+    assert metrics["accuracy"] == 0.75 and metrics["score"] == 0.75 and metrics["loss"] > 0
+
+
+def test_parameter_groups_skip_decay_for_biases_norms_and_excluded():
+    model = Linear()
+    extra = nn.Parameter(torch.zeros(3))
+    model.alpha = extra
+    decay, plain = make_parameter_groups(model, 0.1, exclude=[extra])
+    assert [p.shape for p in decay["params"]] == [torch.Size([1, 2])]
+    assert decay["weight_decay"] == 0.1 and plain["weight_decay"] == 0.0
+    assert len(plain["params"]) == 3  # linear bias, norm weight and bias
+    assert all(p is not extra for group in (decay, plain) for p in group["params"])
