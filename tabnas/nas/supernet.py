@@ -131,8 +131,13 @@ class SuperNetwork(TokenNetwork):
 
     # ---- forward: TokenNetwork.forward(x_num, x_cat, weights=...) -------------------------
     def body(self, tokens: Tensor, weights: Tensor | None = None) -> Tensor:
-        """``weights`` (``(n_cells, n_edges, n_ops)``) default to :meth:`default_weights`."""
-        weights = self.default_weights() if weights is None else self.project(weights)
+        """``weights`` (``(n_cells, n_edges, n_ops)``) default to :meth:`default_weights`.
+
+        Weights passed in are used as given, so selection can perturb fixed edges too;
+        training passes ``project(strategy weights)``.
+        """
+        if weights is None:
+            weights = self.default_weights()
         active = self._active_ops()
         for c, cell in enumerate(self.cells):
             states = [tokens]

@@ -76,7 +76,11 @@ class SupernetTrainer:
         self.epoch = 0
 
     def loss(self, batch: TensorData, weights: Tensor, params: dict[str, Tensor] | None = None) -> Tensor:
-        """The :class:`~tabnas.nas.strategies.base.BatchLoss` the strategies call."""
+        """The :class:`~tabnas.nas.strategies.base.BatchLoss` the strategies call.
+
+        Fixed edges keep their one-hot choice whatever weights the strategy proposes.
+        """
+        weights = self.supernet.project(weights)
         with self.device.autocast():
             if params is None:
                 output = self.supernet(batch.x_num, batch.x_cat, weights=weights)
@@ -107,7 +111,7 @@ class SupernetTrainer:
             generator=self.generator,
             config=self.device,
             before_step=self._arch_step if arch_steps else None,
-            forward_kwargs=lambda: {"weights": self.strategy.mixing_weights()},
+            forward_kwargs=lambda: {"weights": self.supernet.project(self.strategy.mixing_weights())},
             grad_clip=self.config.grad_clip,
         )
         metrics = self.evaluate(self.supernet.default_weights().detach())

@@ -82,6 +82,20 @@ def test_fully_fixed_supernet_equals_its_discrete_network():
     assert torch.allclose(net(*x), discrete(*x), atol=1e-6)
 
 
+def test_explicit_weights_are_used_as_given_so_fixed_edges_can_be_perturbed():
+    # PT's input pruning zeroes a fixed edge; the forward pass must honour that.
+    net = make().eval()
+    for c in range(2):
+        for e in range(3):
+            net.fix_edge(c, e, "ffn")
+    x = batch()
+    weights = net.default_weights()
+    perturbed = weights.clone()
+    perturbed[0, 1] = 0.0
+    assert torch.equal(net(*x), net(*x, weights=weights))
+    assert not torch.allclose(net(*x, weights=perturbed), net(*x))
+
+
 def test_to_architecture_requires_every_edge_decided():
     with pytest.raises(RuntimeError, match="every edge"):
         make().to_architecture()
