@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -99,9 +100,22 @@ def _cuda_supports_bf16(device: torch.device) -> bool:
 
 @contextlib.contextmanager
 def hardware_settings(config: DeviceConfig) -> Iterator[None]:
-    """Apply the fast-path backend flags for the duration of a fit, then restore them."""
+    """Apply the backend settings for the duration of a fit, then restore them.
+
+    On the CPU, torch never uses more intra-op threads than the CPUs this process may run
+    on (a container or ``taskset`` can allow fewer than the machine has); on CUDA, cuDNN
+    autotuning and TF32 matrix products are switched on.
+    """
     if not config.is_cuda:
-        yield
+        threads = torch.get_num_threads()
+        allowed = available_cpus()
+        if threads > allowed:
+            torch.set_num_threads(allowed)
+        try:
+            yield
+        finally:
+            if threads > allowed:
+                torch.set_num_threads(threads)
         return
     saved = (
         torch.backends.cudnn.benchmark,
@@ -128,6 +142,14 @@ def seeded(seed: int, config: DeviceConfig) -> Iterator[None]:
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         yield
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def cpu_threads() -> int:

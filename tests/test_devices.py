@@ -51,3 +51,17 @@ def test_autocast_is_a_no_op_on_cpu():
     config = resolve_device("cpu")
     with config.autocast():
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+
+
+def test_cpu_threads_never_exceed_the_allowed_cpus(monkeypatch):
+    import tabnas.devices as devices
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr(devices, "available_cpus", lambda: 1)
+    torch.set_num_threads(2)
+    try:
+        with hardware_settings(resolve_device("cpu")):
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

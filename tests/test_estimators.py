@@ -240,3 +240,15 @@ def test_failed_fit_leaves_no_half_fitted_estimator(fitted_mixed, mixed_frame):
         fitted_mixed.fit(X.assign(num=np.inf), y)
     assert fitted_mixed.n_features_in_ == 4
     assert np.array_equal(fitted_mixed.predict_proba(X), before)
+
+
+def test_verbose_shows_progress_bars_and_the_library_never_prints(cancer, capsys, caplog):
+    X, y = cancer[0][:120], cancer[1][:120]
+    with caplog.at_level("INFO", logger="tabnas"):
+        TabNASClassifier(**{**FAST, "max_epochs": 3}, verbose=1).fit(X, y)
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "search" in captured.err and "retrain" in captured.err
+    assert any("selected in" in record.getMessage() for record in caplog.records)
+    TabNASClassifier(**{**FAST, "max_epochs": 3}).fit(X, y)
+    assert capsys.readouterr().err == ""

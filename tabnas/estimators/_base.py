@@ -204,7 +204,10 @@ class BaseTabNAS(BaseEstimator, ABC):
     def _plan(self, *, n_train: int) -> FitPlan:
         preset = PRESETS[self.preset]
         space = SearchSpace(
-            n_cells=preset.n_cells, n_nodes=preset.n_nodes, settings=preset.op_settings()
+            n_cells=preset.n_cells,
+            n_nodes=preset.n_nodes,
+            node_inputs=preset.node_inputs,
+            settings=preset.op_settings(),
         )
         batch_size = self.batch_size or auto_batch_size(n_train)
         return FitPlan(

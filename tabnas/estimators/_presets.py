@@ -13,6 +13,7 @@ class Preset:
 
     n_cells: int
     n_nodes: int
+    node_inputs: int
     d_token: int
     n_heads: int
     resnet_d_hidden: int
@@ -33,17 +34,17 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     # Seconds on small tables; what the test-suite and quick looks use.
     "fast": Preset(
-        n_cells=2, n_nodes=2, d_token=32, n_heads=4, resnet_d_hidden=128,
+        n_cells=2, n_nodes=2, node_inputs=2, d_token=32, n_heads=4, resnet_d_hidden=128,
         search_epochs=6, warmup_epochs=2, tune_epochs=1, max_epochs=100, patience=8,
     ),
     # The default: minutes on a laptop CPU for tens of thousands of rows.
     "medium": Preset(
-        n_cells=3, n_nodes=2, d_token=64, n_heads=8, resnet_d_hidden=256,
+        n_cells=3, n_nodes=2, node_inputs=2, d_token=64, n_heads=8, resnet_d_hidden=256,
         search_epochs=10, warmup_epochs=3, tune_epochs=1, max_epochs=300, patience=16,
     ),
     # A longer search with a larger cell; meant for a GPU or an overnight CPU run.
     "best": Preset(
-        n_cells=3, n_nodes=3, d_token=96, n_heads=8, resnet_d_hidden=512,
+        n_cells=3, n_nodes=3, node_inputs=2, d_token=96, n_heads=8, resnet_d_hidden=512,
         search_epochs=30, warmup_epochs=10, tune_epochs=3, max_epochs=1000, patience=16,
     ),
 }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Callable, ClassVar, Protocol
+from typing import ClassVar, Protocol
 
 import torch
 from torch import Tensor
@@ -76,4 +76,3 @@ def make_strategy(name: str, supernet: SuperNetwork, **kwargs) -> SearchStrategy
     return cls(supernet, **kwargs)
 
 
-LossFactory = Callable[..., BatchLoss]
