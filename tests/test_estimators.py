@@ -203,6 +203,8 @@ def test_single_class():
 def test_too_few_rows():
     with pytest.raises(ValueError, match="at least 4 samples.*n_samples=3"):
         TabNASRegressor(**FAST).fit(np.zeros((3, 2)), [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="at least 2 training rows.*n_samples=1"):
+        TabNASRegressor(**FAST).fit(np.zeros((1, 2)), [1.0], X_val=np.zeros((2, 2)), y_val=[1.0, 2.0])
 
 
 def test_non_numeric_strings_in_a_numeric_column():

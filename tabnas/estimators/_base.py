@@ -156,8 +156,8 @@ class BaseTabNAS(BaseEstimator, ABC):
                 raise ValueError("X_val is empty; pass at least one validation row")
         if len(frame) < 2:
             raise ValueError(
-                f"the training part has {len(frame)} row(s); the search needs at least 2 (n_samples=1"
-                " is too few): pass more rows"
+                f"{type(self).__name__} needs at least 2 training rows to split them into a"
+                f" weight half and an architecture half; got n_samples={len(frame)}"
             )
 
         preprocessor = TabularPreprocessor(categorical=self._categorical_columns_, random_state=noise_seed)
