@@ -19,6 +19,7 @@ import json
 import platform
 import resource
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -63,9 +64,11 @@ def california(index_path, out: Path) -> list[dict]:
     X_train, X_val, y_train, y_val = train_test_split(X_rest, y_rest, test_size=0.2, random_state=0)
 
     started = time.perf_counter()
-    gbm = lgb.LGBMRegressor(n_estimators=4000, verbose=-1, random_state=0).fit(
-        X_train, y_train, eval_set=[(X_val, y_val)], callbacks=[lgb.early_stopping(50, verbose=False)]
-    )
+    with warnings.catch_warnings():  # newer LightGBM renames eval_set; both work
+        warnings.filterwarnings("ignore", message=".*eval_set.*")
+        gbm = lgb.LGBMRegressor(n_estimators=4000, verbose=-1, random_state=0).fit(
+            X_train, y_train, eval_set=[(X_val, y_val)], callbacks=[lgb.early_stopping(50, verbose=False)]
+        )
     gbm_s = time.perf_counter() - started
     started = time.perf_counter()
     reg = TabNASRegressor(random_state=0).fit(X_train, y_train, X_val=X_val, y_val=y_val)

@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +51,9 @@ def run_lightgbm(task, X_train, y_train, X_val, y_val):
 
     cls = lgb.LGBMClassifier if task == "classification" else lgb.LGBMRegressor
     model = cls(n_estimators=4000, verbose=-1, random_state=0)
-    model.fit(X_train, y_train, eval_set=[(X_val, y_val)], callbacks=[lgb.early_stopping(50, verbose=False)])
+    with warnings.catch_warnings():  # newer LightGBM renames eval_set; both work
+        warnings.filterwarnings("ignore", message=".*eval_set.*")
+        model.fit(X_train, y_train, eval_set=[(X_val, y_val)], callbacks=[lgb.early_stopping(50, verbose=False)])
     return model
 
 
