@@ -24,7 +24,7 @@ test: env
 	$(PY) -m pytest -n 2 -q
 
 test-slow: env
-	$(PY) -m pytest -n 2 -q -m slow
+	$(PY) -m pytest -q -m slow
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache

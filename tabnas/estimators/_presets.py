@@ -35,7 +35,7 @@ PRESETS: dict[str, Preset] = {
     # Seconds on small tables; what the test-suite and quick looks use.
     "fast": Preset(
         n_cells=2, n_nodes=2, node_inputs=2, d_token=32, n_heads=4, resnet_d_hidden=128,
-        search_epochs=6, warmup_epochs=2, tune_epochs=1, max_epochs=100, patience=8,
+        search_epochs=6, warmup_epochs=2, tune_epochs=1, max_epochs=100, patience=16,
     ),
     # The default: minutes on a laptop CPU for tens of thousands of rows.
     "medium": Preset(
