@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -15,7 +15,6 @@ class EpochState:
     best_epoch: int
     stop: bool = False
     stop_reason: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Callback:

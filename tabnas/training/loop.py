@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Literal
 
 import torch
@@ -125,7 +125,6 @@ class FitResult:
     best_metrics: dict[str, float]
     n_epochs: int
     stopped_by: str
-    extra: dict = field(default_factory=dict)
 
 
 def fit_network(
