@@ -1,16 +1,30 @@
-"""Reading datasets described by an index file in the format of ``shared/datasets/index.json``."""
+"""Reading datasets described by an index file in the format of ``shared/datasets/index.json``.
+
+Each entry names a CSV ``file`` and its ``target`` column, the ``task`` (``binclass``,
+``multiclass`` or ``regression``) and optionally:
+
+- ``test_file``: a second CSV holding the dataset's predefined test split;
+- ``na_values``: the tokens read as missing (pandas' default NA tokens are switched off,
+  so ``"NA"`` or ``"None"`` stay values unless listed here; default ``[""]``);
+- ``drop_columns``: columns that are not features (ids, leaks);
+- ``categorical_columns``: the non-numeric feature columns (read as pandas ``category``);
+- ``label_map_test``: a mapping applied to the test file's labels (e.g. ``">50K." -> ">50K"``).
+
+Every column that is neither the target nor dropped is a feature.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 ENV_VAR = "TABNAS_DATASETS"
+TASKS = ("binclass", "multiclass", "regression")
 
 
 def default_index_path() -> Path:
@@ -23,7 +37,11 @@ def default_index_path() -> Path:
 
 @dataclass
 class LocalDataset:
-    """One dataset of an index: features, target, and a predefined test split if any."""
+    """One dataset: features, target, and a predefined test split if any.
+
+    ``source`` says where it came from (``"local"`` for an index entry, ``"openml"``);
+    ``entry`` keeps the index entry (or the OpenML metadata) for the record.
+    """
 
     name: str
     task: str
@@ -32,9 +50,16 @@ class LocalDataset:
     X_test: pd.DataFrame | None
     y_test: pd.Series | None
     entry: dict[str, Any]
+    source: str = "local"
+    categorical_columns: list[str] = field(default_factory=list)
+
+    @property
+    def is_classification(self) -> bool:
+        return self.task != "regression"
 
 
 def read_index(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
+    """The entries of an index file by name (each with ``_root``, the index's folder)."""
     path = Path(path) if path is not None else default_index_path()
     if not path.is_file():
         raise FileNotFoundError(
@@ -51,13 +76,26 @@ def load_local(name: str, index_path: str | Path | None = None) -> LocalDataset:
     if name not in index:
         raise KeyError(f"dataset {name!r} is not in the index; available: {sorted(index)}")
     entry = index[name]
+    if entry.get("task") not in TASKS:
+        raise ValueError(
+            f"dataset {name!r} has task {entry.get('task')!r}; valid tasks: {list(TASKS)}"
+        )
     root = Path(entry["_root"])
+    categorical = list(entry.get("categorical_columns", []))
 
     def read(file: str) -> tuple[pd.DataFrame, pd.Series]:
-        frame = pd.read_csv(root / file, keep_default_na=False, na_values=entry.get("na_values", [""]))
+        frame = pd.read_csv(
+            root / file, keep_default_na=False, na_values=entry.get("na_values", [""])
+        )
+        named = [entry["target"], *entry.get("drop_columns", []), *categorical]
+        missing = [c for c in named if c not in frame.columns]
+        if missing:
+            raise ValueError(
+                f"dataset {name!r}: {file} has no column(s) {missing}; columns: {list(frame.columns)}"
+            )
         y = frame.pop(entry["target"])
         frame = frame.drop(columns=entry.get("drop_columns", []))
-        for column in entry.get("categorical_columns", []):
+        for column in categorical:
             frame[column] = frame[column].astype("category")
         return frame, y
 
@@ -65,6 +103,20 @@ def load_local(name: str, index_path: str | Path | None = None) -> LocalDataset:
     X_test = y_test = None
     if entry.get("test_file"):
         X_test, y_test = read(entry["test_file"])
+        if list(X_test.columns) != list(X.columns):
+            raise ValueError(
+                f"dataset {name!r}: the columns of {entry['test_file']} differ from {entry['file']}"
+            )
         if entry.get("label_map_test"):
             y_test = y_test.replace(entry["label_map_test"])
-    return LocalDataset(name=name, task=entry["task"], X=X, y=y, X_test=X_test, y_test=y_test, entry=entry)
+    return LocalDataset(
+        name=name,
+        task=entry["task"],
+        X=X,
+        y=y,
+        X_test=X_test,
+        y_test=y_test,
+        entry=entry,
+        source="local",
+        categorical_columns=categorical,
+    )

@@ -1,0 +1,343 @@
+"""The models of the benchmark, each behind one adapter interface.
+
+Every adapter is built for one task (``binclass``, ``multiclass`` or ``regression``) and
+seed, then ``fit(X_train, y_train, X_val, y_val)`` trains on train and uses val only for
+early stopping; ``predict_proba`` (classification) and ``predict`` score the test split.
+``X`` frames hold numbers and pandas ``category`` columns; ``y`` holds class codes
+``0..n_classes-1`` (all present in ``y_train``) or regression targets in original units.
+
+Models: ``dummy`` (majority class / mean), ``xgboost``, ``lightgbm``, ``catboost`` (default
+parameters, 4000 trees, early stopping 50 on val, native categorical support),
+``resnet`` and ``ft_transformer`` (:mod:`benchmarks.nn_baselines`, Gorishniy et al. 2021),
+and ``tabnas`` plus named variants ``tabnas-<variant>`` (options of the estimator).
+"""
+
+from __future__ import annotations
+
+import warnings
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+BASE_MODELS = ("dummy", "xgboost", "lightgbm", "catboost", "resnet", "ft_transformer", "tabnas")
+"""Model families; ``tabnas-<variant>`` names a configured variant of ``tabnas``."""
+
+MODEL_OPTIONS: dict[str, frozenset[str]] = {
+    "dummy": frozenset(),
+    "xgboost": frozenset({"params"}),
+    "lightgbm": frozenset({"params"}),
+    "catboost": frozenset({"params"}),
+    "resnet": frozenset({"max_epochs", "device"}),
+    "ft_transformer": frozenset({"max_epochs", "device"}),
+    "tabnas": frozenset(
+        {
+            "preset",
+            "search_strategy",
+            "selection",
+            "time_limit",
+            "max_epochs",
+            "patience",
+            "batch_size",
+            "device",
+        }
+    ),
+}
+"""Options a config may set per model. GBDT ``params`` are extra constructor arguments
+(e.g. ``device = "cuda"`` for XGBoost on a GPU); ``max_epochs`` of the neural baselines is
+meant for smoke tests only (the protocol is patience 16 with no epoch cap)."""
+
+PACKAGES = {
+    "dummy": "scikit-learn",
+    "xgboost": "xgboost",
+    "lightgbm": "lightgbm",
+    "catboost": "catboost",
+    "resnet": "rtdl_revisiting_models",
+    "ft_transformer": "rtdl_revisiting_models",
+    "tabnas": "tabnas",
+}
+"""The package whose version is recorded with each model's results."""
+
+N_ESTIMATORS = 4000
+EARLY_STOPPING_ROUNDS = 50
+
+
+def model_family(name: str) -> str:
+    """``"tabnas-fast"`` -> ``"tabnas"``; a ``ValueError`` listing valid names for others."""
+    if name in BASE_MODELS:
+        return name
+    if name.startswith("tabnas-") and len(name) > len("tabnas-"):
+        return "tabnas"
+    raise ValueError(
+        f"unknown model {name!r}; valid models: {', '.join(BASE_MODELS)}, or tabnas-<variant>"
+    )
+
+
+def check_model_options(name: str, options: dict[str, Any]) -> None:
+    """A clear ``ValueError`` for options the model does not take."""
+    allowed = MODEL_OPTIONS[model_family(name)]
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise ValueError(
+            f"model {name!r} does not take the option(s) {unknown}; valid options:"
+            f" {sorted(allowed) if allowed else 'none'}"
+        )
+    if "params" in options and not isinstance(options["params"], dict):
+        raise ValueError(f"model {name!r}: params must be a table, got {options['params']!r}")
+    for key in ("max_epochs", "patience", "batch_size"):
+        if key in options and not (isinstance(options[key], int) and options[key] >= 1):
+            raise ValueError(
+                f"model {name!r}: {key} must be a positive integer, got {options[key]!r}"
+            )
+    if "time_limit" in options and not (
+        isinstance(options["time_limit"], (int, float)) and options["time_limit"] > 0
+    ):
+        raise ValueError(
+            f"model {name!r}: time_limit must be positive seconds, got {options['time_limit']!r}"
+        )
+
+
+class Adapter(ABC):
+    """One model for one task and seed; ``info()`` adds what to record beside the scores.
+
+    ``imports`` lists the modules ``fit`` needs; the runner imports them before it starts
+    the fit clock, so that fit times do not include a library's import.
+    """
+
+    imports: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        *,
+        task: str,
+        n_classes: int | None,
+        seed: int,
+        threads: int,
+        options: dict[str, Any] | None = None,
+    ):
+        self.task = task
+        self.n_classes = n_classes
+        self.seed = seed
+        self.threads = threads
+        self.options = dict(options or {})
+
+    @property
+    def is_classification(self) -> bool:
+        return self.task != "regression"
+
+    @abstractmethod
+    def fit(
+        self, X_train: pd.DataFrame, y_train: np.ndarray, X_val: pd.DataFrame, y_val: np.ndarray
+    ) -> Adapter: ...
+
+    @abstractmethod
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """Class probabilities of shape ``(n, n_classes)`` (classification only)."""
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """Class codes (argmax of the probabilities) or regression values."""
+        return self.predict_proba(X).argmax(axis=1)
+
+    def info(self) -> dict[str, Any]:
+        return {"device": "cpu"}
+
+
+class DummyModel(Adapter):
+    """The majority class (prior probabilities) or the training mean."""
+
+    imports = ("sklearn.dummy",)
+
+    def fit(self, X_train, y_train, X_val, y_val):
+        from sklearn.dummy import DummyClassifier, DummyRegressor
+
+        self.model_ = (
+            DummyClassifier(strategy="prior") if self.is_classification else DummyRegressor()
+        ).fit(X_train, y_train)
+        return self
+
+    def predict_proba(self, X):
+        return self.model_.predict_proba(X)
+
+    def predict(self, X):
+        return self.model_.predict(X)
+
+
+class _GBDT(Adapter):
+    """Shared fit / predict of the three boosting libraries' scikit-learn interfaces."""
+
+    def predict_proba(self, X):
+        return self.model_.predict_proba(self._frame(X))
+
+    def predict(self, X):
+        if self.is_classification:
+            return self.predict_proba(X).argmax(axis=1)
+        return self.model_.predict(self._frame(X))
+
+    def _frame(self, X: pd.DataFrame) -> pd.DataFrame:
+        return X
+
+
+class XGBoostModel(_GBDT):
+    """XGBoost defaults, ``tree_method="hist"``, categories via ``enable_categorical``."""
+
+    imports = ("xgboost",)
+
+    def fit(self, X_train, y_train, X_val, y_val):
+        import xgboost as xgb
+
+        cls = xgb.XGBClassifier if self.is_classification else xgb.XGBRegressor
+        self.model_ = cls(
+            n_estimators=N_ESTIMATORS,
+            early_stopping_rounds=EARLY_STOPPING_ROUNDS,
+            tree_method="hist",
+            enable_categorical=True,
+            random_state=self.seed,
+            n_jobs=self.threads,
+            **self.options.get("params", {}),
+        )
+        self.model_.fit(X_train, y_train, eval_set=[(X_val, y_val)], verbose=False)
+        return self
+
+    def info(self):
+        device = str(self.options.get("params", {}).get("device", "cpu"))
+        return {"device": device, "best_iteration": int(self.model_.best_iteration)}
+
+
+class LightGBMModel(_GBDT):
+    """LightGBM defaults; pandas ``category`` columns are its categorical features."""
+
+    imports = ("lightgbm",)
+
+    def fit(self, X_train, y_train, X_val, y_val):
+        import lightgbm as lgb
+
+        cls = lgb.LGBMClassifier if self.is_classification else lgb.LGBMRegressor
+        self.model_ = cls(
+            n_estimators=N_ESTIMATORS,
+            random_state=self.seed,
+            n_jobs=self.threads,
+            verbose=-1,
+            **self.options.get("params", {}),
+        )
+        with warnings.catch_warnings():  # newer LightGBM renames eval_set; both work
+            warnings.filterwarnings("ignore", message=".*eval_set.*")
+            self.model_.fit(
+                X_train,
+                y_train,
+                eval_set=[(X_val, y_val)],
+                callbacks=[lgb.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)],
+            )
+        return self
+
+    def info(self):
+        return {"device": "cpu", "best_iteration": int(self.model_.best_iteration_)}
+
+
+class CatBoostModel(_GBDT):
+    """CatBoost defaults; categorical columns passed as ``cat_features`` (as text)."""
+
+    imports = ("catboost",)
+
+    MISSING = "__missing__"
+
+    def fit(self, X_train, y_train, X_val, y_val):
+        import catboost
+
+        self.cat_features_ = [
+            c for c in X_train.columns if isinstance(X_train[c].dtype, pd.CategoricalDtype)
+        ]
+        cls = catboost.CatBoostClassifier if self.is_classification else catboost.CatBoostRegressor
+        self.model_ = cls(
+            iterations=N_ESTIMATORS,
+            early_stopping_rounds=EARLY_STOPPING_ROUNDS,
+            random_seed=self.seed,
+            thread_count=self.threads,
+            verbose=False,
+            allow_writing_files=False,
+            cat_features=self.cat_features_,
+            **self.options.get("params", {}),
+        )
+        self.model_.fit(self._frame(X_train), y_train, eval_set=(self._frame(X_val), y_val))
+        return self
+
+    def _frame(self, X):
+        if not self.cat_features_:
+            return X
+        X = X.copy()
+        for column in self.cat_features_:
+            X[column] = X[column].astype(object).where(X[column].notna(), self.MISSING).astype(str)
+        return X
+
+    def info(self):
+        task_type = str(self.options.get("params", {}).get("task_type", "CPU")).lower()
+        return {
+            "device": "cuda" if task_type == "gpu" else "cpu",
+            "best_iteration": int(self.model_.get_best_iteration() or 0),
+        }
+
+
+class TabNASModel(Adapter):
+    """``TabNASClassifier`` / ``TabNASRegressor`` with the variant's options."""
+
+    imports = ("tabnas",)
+
+    def fit(self, X_train, y_train, X_val, y_val):
+        from tabnas import TabNASClassifier, TabNASRegressor
+
+        cls = TabNASClassifier if self.is_classification else TabNASRegressor
+        self.model_ = cls(random_state=self.seed, **self.options)
+        self.model_.fit(X_train, y_train, X_val=X_val, y_val=y_val)
+        return self
+
+    def predict_proba(self, X):
+        return self.model_.predict_proba(X)
+
+    def predict(self, X):
+        if self.is_classification:
+            return self.predict_proba(X).argmax(axis=1)
+        return self.model_.predict(X)
+
+    def info(self):
+        est = self.model_
+        return {
+            "device": est.device_,
+            "n_parameters": int(est.n_parameters_),
+            "architecture": est.architecture_.to_dict(),
+            "best_epoch": int(est.best_epoch_),
+            "timings": {k: round(float(v), 3) for k, v in est.timings_.items()},
+            "options": {
+                "preset": est.preset,
+                "search_strategy": est.search_strategy,
+                "selection": est.selection,
+                **self.options,
+            },
+        }
+
+
+def make_model(
+    name: str,
+    options: dict[str, Any] | None = None,
+    *,
+    task: str,
+    n_classes: int | None,
+    seed: int,
+    threads: int = 1,
+) -> Adapter:
+    """The adapter of model ``name`` (a family name or ``tabnas-<variant>``)."""
+    options = dict(options or {})
+    check_model_options(name, options)
+    family = model_family(name)
+    if family in ("resnet", "ft_transformer"):
+        from benchmarks.nn_baselines import FTTransformerModel, ResNetModel
+
+        cls: type[Adapter] = ResNetModel if family == "resnet" else FTTransformerModel
+    else:
+        cls = {
+            "dummy": DummyModel,
+            "xgboost": XGBoostModel,
+            "lightgbm": LightGBMModel,
+            "catboost": CatBoostModel,
+            "tabnas": TabNASModel,
+        }[family]
+    return cls(task=task, n_classes=n_classes, seed=seed, threads=threads, options=options)

@@ -1,0 +1,62 @@
+"""Shared helpers of the benchmark-harness tests: a tiny dataset index in tmp_path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+
+def write_index(folder: Path, entries: list[dict]) -> Path:
+    path = folder / "index.json"
+    path.write_text(json.dumps({"format": 1, "datasets": entries}))
+    return path
+
+
+def tiny_frame(n: int, seed: int, *, classes=("a", "b")) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=n)
+    return pd.DataFrame(
+        {
+            "id": np.arange(n),
+            "x1": np.round(x, 3),
+            "x2": rng.integers(0, 5, n),
+            "colour": rng.choice(["red", "blue", "NA"], n),
+            "label": np.where(x > 0, classes[0], classes[1]),
+            "y_reg": np.round(3 * x + rng.normal(size=n), 3),
+        }
+    )
+
+
+@pytest.fixture
+def tiny_index(tmp_path: Path) -> Path:
+    """Two datasets: ``tiny_clf`` (binclass) and ``tiny_reg`` (regression), 120 rows each."""
+    frame = tiny_frame(120, 0)
+    frame.drop(columns=["y_reg"]).to_csv(tmp_path / "clf.csv", index=False)
+    frame.drop(columns=["label"]).to_csv(tmp_path / "reg.csv", index=False)
+    return write_index(
+        tmp_path,
+        [
+            {
+                "name": "tiny_clf",
+                "file": "clf.csv",
+                "target": "label",
+                "task": "binclass",
+                "categorical_columns": ["colour"],
+                "drop_columns": ["id"],
+                "na_values": [""],
+            },
+            {
+                "name": "tiny_reg",
+                "file": "reg.csv",
+                "target": "y_reg",
+                "task": "regression",
+                "categorical_columns": ["colour"],
+                "drop_columns": ["id"],
+                "na_values": [""],
+            },
+        ],
+    )

@@ -1,0 +1,126 @@
+"""Every model adapter fits and predicts on a tiny table with categories and missing values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmarks.config import DatasetSpec, ModelSpec
+from benchmarks.jobs import Job, execute
+from benchmarks.models import make_model, model_family
+
+from .conftest import write_index
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One intra-op thread, as the runner gives each job on a small machine (and no oversubscription)."""
+    torch = pytest.importorskip("torch")
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
+FAST = {
+    "resnet": {"max_epochs": 2},
+    "ft_transformer": {"max_epochs": 2},
+    "tabnas-fast": {"preset": "fast", "max_epochs": 2},
+}
+
+
+def tiny_data(task: str, n: int = 160, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=n)
+    X = pd.DataFrame(
+        {
+            "x": np.where(rng.random(n) < 0.1, np.nan, x),
+            "z": rng.normal(size=n),
+            "c": pd.Categorical(rng.choice(["u", "v", None], n)),
+        }
+    )
+    if task == "regression":
+        y = 2 * x + 0.1 * rng.normal(size=n)
+    elif task == "binclass":
+        y = (x > 0).astype(np.int64)
+    else:
+        y = np.digitize(x, [-0.5, 0.5]).astype(np.int64)
+    return (
+        X[:100],
+        y[:100],
+        X[100:130].reset_index(drop=True),
+        y[100:130],
+        X[130:].reset_index(drop=True),
+    )
+
+
+@pytest.mark.parametrize(
+    "name", ["dummy", "xgboost", "lightgbm", "catboost", "resnet", "ft_transformer"]
+)
+@pytest.mark.parametrize("task", ["binclass", "multiclass", "regression"])
+def test_baselines(name, task):
+    pytest.importorskip(
+        {"resnet": "rtdl_revisiting_models", "ft_transformer": "rtdl_revisiting_models"}.get(
+            name, "sklearn" if name == "dummy" else name
+        )
+    )
+    X, y, X_val, y_val, X_test = tiny_data(task)
+    n_classes = None if task == "regression" else int(y.max()) + 1
+    model = make_model(name, FAST.get(name), task=task, n_classes=n_classes, seed=0).fit(
+        X, y, X_val, y_val
+    )
+    pred = model.predict(X_test)
+    assert pred.shape == (len(X_test),) and np.isfinite(pred).all()
+    if task != "regression":
+        proba = model.predict_proba(X_test)
+        assert proba.shape == (len(X_test), n_classes)
+        np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+    info = model.info()
+    if name in ("resnet", "ft_transformer"):
+        assert info["n_parameters"] > 0 and info["epochs"] == 2
+
+
+def test_tabnas_variant_records_its_architecture():
+    X, y, X_val, y_val, X_test = tiny_data("binclass")
+    model = make_model("tabnas-fast", FAST["tabnas-fast"], task="binclass", n_classes=2, seed=0)
+    model.fit(X, y, X_val, y_val)
+    assert model.predict_proba(X_test).shape == (len(X_test), 2)
+    info = model.info()
+    assert info["n_parameters"] > 0 and "cells" in info["architecture"]
+
+
+def test_unknown_model_name():
+    with pytest.raises(ValueError, match="unknown model 'svm'; valid models: dummy, xgboost"):
+        model_family("svm")
+
+
+def test_a_class_seen_only_in_the_test_split(tmp_path):
+    """Labels are encoded on all rows; a model trained without a class still scores all."""
+    rng = np.random.default_rng(0)
+    train = pd.DataFrame({"x": rng.normal(size=60), "label": rng.choice(["a", "b"], 60)})
+    test = pd.DataFrame({"x": rng.normal(size=10), "label": ["a", "b"] * 4 + ["rare", "rare"]})
+    train.to_csv(tmp_path / "train.csv", index=False)
+    test.to_csv(tmp_path / "test.csv", index=False)
+    index = write_index(
+        tmp_path,
+        [
+            {
+                "name": "d",
+                "file": "train.csv",
+                "test_file": "test.csv",
+                "target": "label",
+                "task": "multiclass",
+            }
+        ],
+    )
+    job = Job(
+        DatasetSpec("d", "local", "d"),
+        ModelSpec("lightgbm", "lightgbm"),
+        seed=0,
+        datasets_index=str(index),
+        isolate=False,
+    )
+    row = execute(job)
+    assert row["status"] == "ok", row.get("traceback")
+    assert row["n_classes"] == 3 and row["n_test"] == 10 and np.isfinite(row["log_loss"])

@@ -1,0 +1,98 @@
+"""The runner: results appended per job, resume, failures and timeouts recorded."""
+
+from __future__ import annotations
+
+import json
+
+from benchmarks import run
+
+from .conftest import write_index
+
+
+def _config(tmp_path, index, datasets='["tiny_clf", "tiny_reg"]', extra=""):
+    path = tmp_path / "tiny.toml"
+    path.write_text(
+        f'datasets_index = "{index}"\n{extra}\n[datasets]\nlocal = {datasets}\n[models.dummy]\n'
+    )
+    return str(path)
+
+
+def _rows(out):
+    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+
+
+def test_resume_skips_finished_jobs_and_records_failures(tmp_path, tiny_index):
+    # a third dataset whose file is missing: its job fails, the others do not
+    entries = json.loads(tiny_index.read_text())["datasets"]
+    entries.append({"name": "broken", "file": "absent.csv", "target": "label", "task": "binclass"})
+    write_index(tiny_index.parent, entries)
+    config = _config(tmp_path, tiny_index, '["tiny_clf", "tiny_reg", "broken"]')
+    out = tmp_path / "out"
+
+    first = run.main([config, "--out", str(out), "--n-jobs", "2"])
+    rows = _rows(out)
+    assert len(first) == len(rows) == 3
+    by = {r["dataset"]: r for r in rows}
+    assert by["tiny_clf"]["status"] == by["tiny_reg"]["status"] == "ok"
+    assert by["broken"]["status"] == "error" and "absent.csv" in by["broken"]["error"]
+    clf, reg = by["tiny_clf"], by["tiny_reg"]
+    assert (
+        clf["task"] == "binclass"
+        and 0 <= clf["accuracy"] <= 1
+        and "log_loss" in clf
+        and "roc_auc" in clf
+    )
+    assert reg["task"] == "regression" and reg["rmse"] > 0 and "r2" in reg
+    for row in (clf, reg):
+        assert (row["n_train"], row["n_val"], row["n_test"]) == (77, 19, 24)
+        assert row["fit_time_s"] >= 0 and row["predict_time_s"] >= 0 and row["peak_memory_mb"] > 0
+        assert row["versions"]["scikit-learn"] and row["versions"]["tabnas"] and "device" in row
+        assert row["cpu_threads"] >= 1 and row["seed"] == 0 and row["model"] == "dummy"
+
+    second = run.main([config, "--out", str(out)])
+    assert [r["dataset"] for r in second] == ["broken"]  # only the failed job is tried again
+    assert len(_rows(out)) == 4
+
+    run.main([config, "--out", str(out), "--datasets", "tiny_clf,tiny_reg"])
+    assert len(_rows(out)) == 4  # nothing redone
+
+
+def test_time_limit_kills_and_records_timeout(tmp_path, tiny_index):
+    config = _config(tmp_path, tiny_index, '["tiny_clf"]')
+    rows = run.main(
+        [config, "--out", str(tmp_path / "out"), "--time-limit", "0.05", "--backend", "sequential"]
+    )
+    assert [r["status"] for r in rows] == ["timeout"]
+    assert "time limit" in rows[0]["error"]
+
+
+def test_in_process_and_dry_run(tmp_path, tiny_index, capsys):
+    config = _config(tmp_path, tiny_index, extra="seeds = 2")
+    run.main([config, "--out", str(tmp_path / "out"), "--dry-run"])
+    assert "4 jobs, 4 to run" in capsys.readouterr().out
+    assert not (tmp_path / "out" / "results.jsonl").exists()
+    rows = run.main(
+        [
+            config,
+            "--out",
+            str(tmp_path / "out"),
+            "--in-process",
+            "--backend",
+            "threading",
+            "--datasets",
+            "tiny_clf",
+            "--seeds",
+            "2",
+        ]
+    )
+    assert sorted(r["seed"] for r in rows) == [0, 1] and {r["status"] for r in rows} == {"ok"}
+    assert rows[0]["split_id"] != rows[1]["split_id"]
+
+
+def test_append_row_writes_whole_lines(tmp_path):
+    path = tmp_path / "r.jsonl"
+    for i in range(3):
+        run.append_row(path, {"dataset": "d", "model": "m", "seed": i, "status": "ok"})
+    with path.open("a") as f:
+        f.write('{"torn": ')  # a crash mid-line is skipped on reading
+    assert run.completed_keys(path) == {("d", "m", 0), ("d", "m", 1), ("d", "m", 2)}
