@@ -109,6 +109,7 @@ def execute(job: Job) -> dict[str, Any]:
         row["error"] = f"{type(error).__name__}: {error}"
         row["traceback"] = traceback.format_exc(limit=20)
     row["peak_memory_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    row["load_average_end"] = _load_average()
     return row
 
 
@@ -130,6 +131,7 @@ def base_row(job: Job) -> dict[str, Any]:
         "host": platform.node(),
         "versions": versions(job.model.family),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "load_average_start": _load_average(),
         **job.extra,
     }
 
@@ -192,6 +194,15 @@ def _fit_and_score(job: Job) -> dict[str, Any]:
     out["architecture"] = info.pop("architecture", None)
     out["model_info"] = info
     return out
+
+
+def _load_average() -> float | None:
+    """The machine's 1-minute load average: above the job's threads, other work competed
+    with the job and its times are inflated (recorded so such rows can be spotted)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):  # not available on this platform
+        return None
 
 
 def _set_threads(threads: int, *, torch_needed: bool) -> None:

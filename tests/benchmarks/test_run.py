@@ -48,6 +48,7 @@ def test_resume_skips_finished_jobs_and_records_failures(tmp_path, tiny_index):
         assert row["fit_time_s"] >= 0 and row["predict_time_s"] >= 0 and row["peak_memory_mb"] > 0
         assert row["versions"]["scikit-learn"] and row["versions"]["tabnas"] and "device" in row
         assert row["cpu_threads"] >= 1 and row["seed"] == 0 and row["model"] == "dummy"
+        assert row["load_average_start"] >= 0 and row["load_average_end"] >= 0
 
     second = run.main([config, "--out", str(out)])
     assert [r["dataset"] for r in second] == ["broken"]  # only the failed job is tried again
