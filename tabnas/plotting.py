@@ -381,20 +381,13 @@ def _draw_op_decisions(
                     x, max(value, 0.0), marker="*", markersize=11, color="black",
                     transform=above, clip_on=False, zorder=3,
                 )
-    ax.axhline(0.0, color="black", lw=0.8, zorder=1)
-    ax.set_xticks(range(len(rows)))
-    ax.set_xticklabels(
-        [
-            f"{row.get('step', i) + 1}. cell {row['cell']}\n{_edge_label(row['source'], row['target'])}"
-            for i, row in enumerate(rows)
-        ],
-        fontsize=8,
+    _finish_decision_axes(
+        ax,
+        rows,
+        [_edge_label(row["source"], row["target"]) for row in rows],
+        title="Edge decisions, in order: damage of removing each op",
+        y_margin=0.15,
     )
-    ax.set_xlim(-0.6, len(rows) - 0.4)
-    ax.margins(y=0.15)
-    ax.grid(axis="y", alpha=0.3, zorder=0)
-    ax.set_ylabel(_criterion_label(rows))
-    ax.set_title("Edge decisions, in order: damage of removing each op", fontsize=10)
     handles = [Patch(color=_color(colors, op), label=op) for op in candidates]
     handles.append(
         Line2D([], [], marker="*", color="black", ls="none", markersize=10, label="kept (most damage)")
@@ -427,20 +420,13 @@ def _draw_input_decisions(fig: Figure, ax: Axes, rows: list[dict[str, Any]]) -> 
                 va="bottom", fontsize=7, rotation=90 if most > 3 else 0, zorder=3, color=color,
                 fontweight="bold" if removed else "normal",
             )
-    ax.axhline(0.0, color="black", lw=0.8, zorder=1)
-    ax.set_xticks(range(len(rows)))
-    ax.set_xticklabels(
-        [
-            f"{row.get('step', i) + 1}. cell {row['cell']}\ninputs of {_node(row['target'])}"
-            for i, row in enumerate(rows)
-        ],
-        fontsize=8,
+    _finish_decision_axes(
+        ax,
+        rows,
+        [f"inputs of {_node(row['target'])}" for row in rows],
+        title="Input pruning, in order: damage of removing each incoming edge",
+        y_margin=0.25,
     )
-    ax.set_xlim(-0.6, len(rows) - 0.4)
-    ax.margins(y=0.25)
-    ax.grid(axis="y", alpha=0.3, zorder=0)
-    ax.set_ylabel(_criterion_label(rows))
-    ax.set_title("Input pruning, in order: damage of removing each incoming edge", fontsize=10)
     handles = [
         Patch(facecolor="tab:blue", alpha=0.8, label="kept input"),
         Patch(
@@ -449,6 +435,26 @@ def _draw_input_decisions(fig: Figure, ax: Axes, rows: list[dict[str, Any]]) -> 
         ),
     ]
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+
+
+def _finish_decision_axes(
+    ax: Axes, rows: list[dict[str, Any]], what: list[str], *, title: str, y_margin: float
+) -> None:
+    """Zero line, one tick per decision ("<step>. cell <c>" over ``what``), grid, labels."""
+    ax.axhline(0.0, color="black", lw=0.8, zorder=1)
+    ax.set_xticks(range(len(rows)))
+    ax.set_xticklabels(
+        [
+            f"{row.get('step', i) + 1}. cell {row['cell']}\n{label}"
+            for i, (row, label) in enumerate(zip(rows, what))
+        ],
+        fontsize=8,
+    )
+    ax.set_xlim(-0.6, len(rows) - 0.4)
+    ax.margins(y=y_margin)
+    ax.grid(axis="y", alpha=0.3, zorder=0)
+    ax.set_ylabel(_criterion_label(rows))
+    ax.set_title(title, fontsize=10)
 
 
 # ---- learning curves --------------------------------------------------------------------
