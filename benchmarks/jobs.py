@@ -30,7 +30,7 @@ from benchmarks.config import DatasetSpec, ModelSpec
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-TORCH_FAMILIES = ("resnet", "ft_transformer", "tabnas")
+TORCH_FAMILIES = ("resnet", "ft_transformer", "tabnas", "search_value")
 
 
 @dataclass(frozen=True)
@@ -188,6 +188,8 @@ def _fit_and_score(job: Job) -> dict[str, Any]:
         pred = model.predict(data.X_test)
         out["predict_time_s"] = round(time.perf_counter() - started, 4)
         out.update(scores(data.task, data.y_test, pred=pred))
+    if hasattr(model, "score_arms"):  # a study: every arm scored on the same test split
+        out["arms"] = model.score_arms(data.X_test, data.y_test, data.task)
     info = model.info()
     out["device"] = info.pop("device", "cpu")
     out["n_parameters"] = info.pop("n_parameters", None)

@@ -9,7 +9,8 @@ early stopping; ``predict_proba`` (classification) and ``predict`` score the tes
 Models: ``dummy`` (majority class / mean), ``xgboost``, ``lightgbm``, ``catboost`` (default
 parameters, 4000 trees, early stopping 50 on val, native categorical support),
 ``resnet`` and ``ft_transformer`` (:mod:`benchmarks.nn_baselines`, Gorishniy et al. 2021),
-and ``tabnas`` plus named variants ``tabnas-<variant>`` (options of the estimator).
+and ``tabnas`` plus named variants ``tabnas-<variant>`` (options of the estimator);
+``search_value`` runs the arms of the search-value study (:mod:`benchmarks.search_value`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-BASE_MODELS = ("dummy", "xgboost", "lightgbm", "catboost", "resnet", "ft_transformer", "tabnas")
+BASE_MODELS = (
+    "dummy", "xgboost", "lightgbm", "catboost", "resnet", "ft_transformer", "tabnas", "search_value",
+)
 """Model families; ``tabnas-<variant>`` names a configured variant of ``tabnas``."""
 
 MODEL_OPTIONS: dict[str, frozenset[str]] = {
@@ -37,12 +40,14 @@ MODEL_OPTIONS: dict[str, frozenset[str]] = {
             "search_strategy",
             "selection",
             "time_limit",
+            "max_search_steps",
             "max_epochs",
             "patience",
             "batch_size",
             "device",
         }
     ),
+    "search_value": frozenset({"preset", "n_random", "default"}),
 }
 """Options a config may set per model. GBDT ``params`` are extra constructor arguments
 (e.g. ``device = "cuda"`` for XGBoost on a GPU); ``max_epochs`` of the neural baselines is
@@ -56,6 +61,7 @@ PACKAGES = {
     "resnet": "rtdl_revisiting_models",
     "ft_transformer": "rtdl_revisiting_models",
     "tabnas": "tabnas",
+    "search_value": "tabnas",
 }
 """The package whose version is recorded with each model's results."""
 
@@ -332,6 +338,10 @@ def make_model(
         from benchmarks.nn_baselines import FTTransformerModel, ResNetModel
 
         cls: type[Adapter] = ResNetModel if family == "resnet" else FTTransformerModel
+    elif family == "search_value":
+        from benchmarks.search_value import SearchValueModel
+
+        cls = SearchValueModel
     else:
         cls = {
             "dummy": DummyModel,

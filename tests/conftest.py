@@ -9,7 +9,7 @@ import torch
 from sklearn.datasets import load_breast_cancer
 
 # Tests run on the CPU, deterministically; small budgets keep fits to seconds.
-FAST = dict(preset="fast", max_epochs=20, device="cpu", random_state=0)
+FAST = dict(preset="fast", max_search_steps=40, max_epochs=20, device="cpu", random_state=0)
 
 
 @pytest.fixture(autouse=True)

@@ -43,8 +43,14 @@ def test_fitted_attributes_describe_the_run(fitted_mixed):
     phases = {row["phase"] for row in clf.history_}
     assert phases == {"search", "select", "retrain"}
     search = clf.history_.phase("search")
-    assert len(search) == 6 and np.array(search[0]["weights"]).shape == (2, 3, 6)
+    assert np.array(search[0]["weights"]).shape == (2, 3, 6)
+    # Counted in weight steps: evaluated at regular steps, capped by max_search_steps=40.
+    assert search[-1]["step"] == clf.fit_info_["search_steps"] == 40
+    assert [r["step"] for r in search] == sorted({r["step"] for r in search})
     assert not search[0]["arch_steps"] and search[-1]["arch_steps"]  # warm-up first
+    assert search[-1]["alpha_shift"] == clf.fit_info_["alpha_shift"] > 0
+    assert 0.0 <= clf.fit_info_["supernet_val"]["accuracy"] <= 1.0  # the discretisation gap
+    assert clf.search_space_.contains(clf.argmax_architecture_)
     ops = [r for r in clf.selection_trace_ if r["kind"] == "op"]
     assert len(ops) == 2 * 3  # every edge of every cell decided by PT
     assert isinstance(clf.architecture_, Architecture)
@@ -121,7 +127,7 @@ def test_clone_gives_an_unfitted_copy_with_the_same_params(fitted_mixed):
 def test_grid_search_over_selection(cancer, n_jobs):
     X, y = cancer[0][:150], cancer[1][:150]
     search = GridSearchCV(
-        TabNASClassifier(preset="fast", max_epochs=5, device="cpu", random_state=0),
+        TabNASClassifier(preset="fast", max_search_steps=20, max_epochs=5, device="cpu", random_state=0),
         {"selection": ["pt", "argmax"]},
         cv=2,
         n_jobs=n_jobs,
@@ -138,7 +144,7 @@ def test_cross_val_score_in_a_pipeline_with_column_transformer(mixed_frame):
             [("num", FunctionTransformer(lambda d: d * 2.0), ["num", "num2"]), ("cat", "passthrough", ["color"])],
             verbose_feature_names_out=False,
         ).set_output(transform="pandas"),
-        TabNASClassifier(preset="fast", max_epochs=5, device="cpu", random_state=0),
+        TabNASClassifier(preset="fast", max_search_steps=20, max_epochs=5, device="cpu", random_state=0),
     )
     scores = cross_val_score(pipe, X, y, cv=2, n_jobs=2)
     assert scores.shape == (2,) and np.all(scores > 0.5)

@@ -23,7 +23,7 @@ from tabnas.plotting import (  # noqa: E402
 )
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-TINY = dict(preset="fast", max_epochs=5, device="cpu", random_state=0)
+TINY = dict(preset="fast", max_search_steps=20, max_epochs=5, device="cpu", random_state=0)
 PLOTS = [plot_architecture_weights, plot_selection_trace, plot_learning_curves]
 
 

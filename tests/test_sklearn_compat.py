@@ -5,7 +5,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from tabnas import TabNASClassifier, TabNASRegressor
 
 # Small budgets: the checks fit dozens of times on tiny data.
-CHECK_PARAMS = dict(preset="fast", max_epochs=30, device="cpu", random_state=0)
+CHECK_PARAMS = dict(preset="fast", max_search_steps=10, max_epochs=30, device="cpu", random_state=0)
 
 
 def expected_failed_checks(estimator):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from abc import ABC, abstractmethod
 from numbers import Integral, Real
 
@@ -17,12 +16,12 @@ from sklearn.utils.validation import check_array, check_consistent_length, check
 
 from tabnas.devices import DeviceConfig, cpu_threads, hardware_settings, resolve_device, seeded
 from tabnas.estimators._presets import PRESETS, auto_batch_size
-from tabnas.nas.selection import SELECTOR_REGISTRY
-from tabnas.nas.space import SearchSpace
-from tabnas.nas.strategies import STRATEGY_REGISTRY
+from tabnas.nas.selection import SELECTOR_REGISTRY, Selector
+from tabnas.nas.space import Architecture, SearchSpace
+from tabnas.nas.strategies import STRATEGY_REGISTRY, SearchStrategy
 from tabnas.preprocessing import TabularPreprocessor, holdout_split
 from tabnas.training.data import TensorData
-from tabnas.training.loop import Task, predict
+from tabnas.training.loop import Budget, Task, predict
 from tabnas.training.pipeline import FitPlan, search_select_retrain
 from tabnas.training.search import SearchConfig
 
@@ -37,11 +36,13 @@ class BaseTabNAS(BaseEstimator, ABC):
 
     _parameter_constraints: dict = {
         "preset": [StrOptions(set(PRESETS))],
-        "search_strategy": [StrOptions(set(STRATEGY_REGISTRY))],
-        "selection": [StrOptions(set(SELECTOR_REGISTRY))],
+        "search_strategy": [StrOptions(set(STRATEGY_REGISTRY)), SearchStrategy],
+        "selection": [StrOptions(set(SELECTOR_REGISTRY)), Selector],
+        "architecture": [Architecture, None],
         "time_limit": [Interval(Real, 0, None, closed="neither"), None],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "categorical_features": ["array-like", None],
+        "max_search_steps": [Interval(Integral, 1, None, closed="left"), None],
         "max_epochs": [Interval(Integral, 1, None, closed="left"), None],
         "patience": [Interval(Integral, 1, None, closed="left"), None],
         "batch_size": [Interval(Integral, 2, None, closed="left"), None],
@@ -54,11 +55,13 @@ class BaseTabNAS(BaseEstimator, ABC):
         self,
         *,
         preset: str = "medium",
-        search_strategy: str = "darts",
-        selection: str = "pt",
+        search_strategy: str | SearchStrategy = "darts",
+        selection: str | Selector = "pt",
+        architecture: Architecture | None = None,
         time_limit: float | None = None,
         validation_fraction: float = 0.2,
         categorical_features=None,
+        max_search_steps: int | None = None,
         max_epochs: int | None = None,
         patience: int | None = None,
         batch_size: int | None = None,
@@ -69,9 +72,11 @@ class BaseTabNAS(BaseEstimator, ABC):
         self.preset = preset
         self.search_strategy = search_strategy
         self.selection = selection
+        self.architecture = architecture
         self.time_limit = time_limit
         self.validation_fraction = validation_fraction
         self.categorical_features = categorical_features
+        self.max_search_steps = max_search_steps
         self.max_epochs = max_epochs
         self.patience = patience
         self.batch_size = batch_size
@@ -128,7 +133,7 @@ class BaseTabNAS(BaseEstimator, ABC):
         return self
 
     def _fit(self, X, y, X_val, y_val) -> None:
-        started = time.monotonic()
+        budget = Budget(self.time_limit)  # the clock starts before preprocessing
         frame = self._validate_X(X, reset=True)
         check_consistent_length(frame, y)
         y_encoded = self._encode_target(y, fitting=True)
@@ -180,17 +185,19 @@ class BaseTabNAS(BaseEstimator, ABC):
                 task=self._task(),
                 device=device,
                 seed=torch_seed,
+                budget=budget,
             )
         self.preprocessor_ = preprocessor
         self.search_space_ = plan.space
         self.architecture_ = result.architecture
+        self.argmax_architecture_ = result.search_info.get("argmax_architecture")
         self.model_ = result.model
         self.history_ = result.history
         self.selection_trace_ = result.selection_trace
         self.best_epoch_ = result.retrain.best_epoch
         self.n_parameters_ = sum(p.numel() for p in result.model.parameters())
         self.device_ = str(device.device)
-        self.timings_ = {**result.timings, "fit_s": time.monotonic() - started}
+        self.timings_ = {**result.timings, "fit_s": budget.elapsed()}
         self.fit_info_ = {
             "n_train": len(frame),
             "n_val": len(val_frame),
@@ -199,33 +206,45 @@ class BaseTabNAS(BaseEstimator, ABC):
             "cpu_threads": cpu_threads(),
             "stopped_by": result.retrain.stopped_by,
             "best_val": result.retrain.best_metrics,
+            **{k: v for k, v in result.search_info.items() if k != "argmax_architecture"},
         }
 
-    def _plan(self, *, n_train: int) -> FitPlan:
-        preset = PRESETS[self.preset]
-        space = SearchSpace(
+    def search_space(self) -> SearchSpace:
+        """The space this estimator's preset searches; needs no fit.
+
+        Its points (``space.chain(["attention", "ffn"])``, ``space.sample(seed)``) can be
+        passed back as ``architecture=`` to train one network of the space without a search.
+        """
+        preset = PRESETS[self.preset] if self.preset in PRESETS else PRESETS["medium"]
+        return SearchSpace(
             n_cells=preset.n_cells,
             n_nodes=preset.n_nodes,
             node_inputs=preset.node_inputs,
             settings=preset.op_settings(),
         )
+
+    def _plan(self, *, n_train: int) -> FitPlan:
+        preset = PRESETS[self.preset]
         batch_size = self.batch_size or auto_batch_size(n_train)
+        max_steps = self.max_search_steps or preset.max_steps
         return FitPlan(
-            space=space,
+            space=self.search_space(),
             search=SearchConfig(
-                epochs=preset.search_epochs,
-                warmup_epochs=preset.warmup_epochs,
-                tune_epochs=preset.tune_epochs,
                 batch_size=batch_size,
                 lr=preset.lr,
                 weight_decay=preset.weight_decay,
+                min_steps=min(preset.min_steps, max_steps),
+                max_steps=max_steps,
+                warmup_steps=min(preset.warmup_steps, max_steps // 3),
+                patience=preset.search_patience,
+                tune_steps=preset.tune_steps,
             ),
             strategy=self.search_strategy,
             selection=self.selection,
             selection_criterion=self._selection_criterion(),
             max_epochs=self.max_epochs or preset.max_epochs,
             patience=self.patience or preset.patience,
-            time_limit=self.time_limit,
+            architecture=self.architecture,
             verbose=bool(self.verbose),
         )
 

@@ -9,43 +9,51 @@ from tabnas.nas.ops import OpSettings
 
 @dataclass(frozen=True)
 class Preset:
-    """Width, depth, epochs and patience of one budget."""
+    """Width, depth, search budget (in weight steps) and patience of one budget.
+
+    ``resnet_d_hidden`` is ``2 * d_token``: the flattened ResNet block then costs about
+    as many multiply-adds per row as the attention and feed-forward blocks
+    (``4 * n_tokens * d_token**2`` each), so PT does not favour it for its size alone
+    (docs/algorithms.md, "Capacity-fair candidates").
+    """
 
     n_cells: int
     n_nodes: int
     node_inputs: int
     d_token: int
     n_heads: int
-    resnet_d_hidden: int
-    search_epochs: int
-    warmup_epochs: int
-    tune_epochs: int
+    min_steps: int
+    max_steps: int
+    warmup_steps: int
+    search_patience: int
+    tune_steps: int
     max_epochs: int
     patience: int
     lr: float = 1e-3
     weight_decay: float = 1e-5
 
     def op_settings(self) -> OpSettings:
-        return OpSettings(
-            d_token=self.d_token, n_heads=self.n_heads, resnet_d_hidden=self.resnet_d_hidden
-        )
+        return OpSettings(d_token=self.d_token, n_heads=self.n_heads, resnet_d_hidden=2 * self.d_token)
 
 
 PRESETS: dict[str, Preset] = {
-    # Seconds on small tables; what the test-suite and quick looks use.
+    # Seconds to a minute on small tables; what the test-suite and quick looks use.
     "fast": Preset(
-        n_cells=2, n_nodes=2, node_inputs=2, d_token=32, n_heads=4, resnet_d_hidden=128,
-        search_epochs=6, warmup_epochs=2, tune_epochs=1, max_epochs=100, patience=16,
+        n_cells=2, n_nodes=2, node_inputs=2, d_token=32, n_heads=4,
+        min_steps=100, max_steps=400, warmup_steps=30, search_patience=6, tune_steps=50,
+        max_epochs=100, patience=16,
     ),
     # The default: minutes on a laptop CPU for tens of thousands of rows.
     "medium": Preset(
-        n_cells=3, n_nodes=2, node_inputs=2, d_token=64, n_heads=8, resnet_d_hidden=256,
-        search_epochs=10, warmup_epochs=3, tune_epochs=1, max_epochs=300, patience=16,
+        n_cells=3, n_nodes=2, node_inputs=2, d_token=64, n_heads=8,
+        min_steps=200, max_steps=1000, warmup_steps=60, search_patience=8, tune_steps=100,
+        max_epochs=300, patience=16,
     ),
     # A longer search with a larger cell; meant for a GPU or an overnight CPU run.
     "best": Preset(
-        n_cells=3, n_nodes=3, node_inputs=2, d_token=96, n_heads=8, resnet_d_hidden=512,
-        search_epochs=30, warmup_epochs=10, tune_epochs=3, max_epochs=1000, patience=16,
+        n_cells=3, n_nodes=3, node_inputs=2, d_token=96, n_heads=8,
+        min_steps=500, max_steps=5000, warmup_steps=150, search_patience=10, tune_steps=300,
+        max_epochs=1000, patience=16,
     ),
 }
 

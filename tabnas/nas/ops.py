@@ -197,5 +197,13 @@ def _none(settings: OpSettings, n_tokens: int) -> nn.Module:
     return Zero()
 
 
+def op_parameters(names, settings: OpSettings, n_tokens: int) -> dict[str, int]:
+    """Trainable parameters of each named op, built at ``settings`` for ``n_tokens`` tokens."""
+    return {
+        name: sum(p.numel() for p in make_op(name, settings, n_tokens).parameters() if p.requires_grad)
+        for name in names
+    }
+
+
 NONE_OP = "none"
 DEFAULT_OPS: tuple[str, ...] = ("attention", "ffn", "resnet", "linear", "skip", "none")

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import random
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from tabnas.nas.ops import NONE_OP, OP_REGISTRY, OpSettings
+from tabnas.nas.ops import NONE_OP, OP_REGISTRY, OpSettings, op_parameters
 
 
 def cell_edges(n_nodes: int) -> tuple[tuple[int, int], ...]:
@@ -78,6 +79,37 @@ class SearchSpace:
                 if any(e.source >= target or e.op not in self.ops for e in inputs):
                     return False
         return True
+
+    def sample(self, seed: int) -> Architecture:
+        """A uniformly random point of the space (Li & Talwalkar 2019's random search).
+
+        Each node draws ``min(node_inputs, target)`` distinct inputs, each with an op drawn
+        uniformly from the ops other than ``none``.
+        """
+        rng = random.Random(seed)
+        ops = [op for op in self.ops if op != NONE_OP]
+        cells = []
+        for _ in range(self.n_cells):
+            nodes = []
+            for target in range(1, self.n_nodes + 1):
+                sources = sorted(rng.sample(range(target), min(self.node_inputs, target)))
+                nodes.append(tuple(Edge(source=s, op=rng.choice(ops)) for s in sources))
+            cells.append(tuple(nodes))
+        return Architecture(cells=tuple(cells), settings=self.settings)
+
+    def chain(self, ops: Sequence[str]) -> Architecture:
+        """The point of this space whose every cell chains ``ops`` (one per node).
+
+        ``space.chain(["attention", "ffn"])`` is FT-Transformer at this space's sizes,
+        ``space.chain(["resnet", "skip"])`` a ResNet.
+        """
+        if len(ops) != self.n_nodes:
+            raise ValueError(f"a cell of this space has {self.n_nodes} nodes, got ops={list(ops)}")
+        return Architecture.chain([list(ops)] * self.n_cells, self.settings)
+
+    def op_parameters(self, n_tokens: int) -> dict[str, int]:
+        """Trainable parameters of each candidate op for ``n_tokens`` feature tokens."""
+        return op_parameters(self.ops, self.settings, n_tokens)
 
 
 @dataclass(frozen=True)
@@ -188,19 +220,9 @@ class Architecture:
             for edge in inputs
         )
 
-    def n_parameters(
-        self, *, n_num_features: int, cat_cardinalities: Sequence[int], d_out: int
-    ) -> int:
-        """Trainable parameters of this architecture built for the given data."""
-        from tabnas.nas.network import DiscreteNetwork
-
-        network = DiscreteNetwork(
-            architecture=self,
-            n_num_features=n_num_features,
-            cat_cardinalities=list(cat_cardinalities),
-            d_out=d_out,
-        )
-        return sum(p.numel() for p in network.parameters() if p.requires_grad)
+    def op_parameters(self, n_tokens: int) -> dict[str, int]:
+        """Trainable parameters of each op of this architecture's size, for ``n_tokens`` tokens."""
+        return op_parameters(sorted(set(self.ops)), self.settings, n_tokens)
 
     # ---- serialisation ----------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

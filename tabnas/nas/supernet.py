@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+import contextlib
+from typing import Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -13,7 +14,11 @@ from tabnas.nas.space import Architecture, Edge, SearchSpace
 
 
 class MixedOp(nn.Module):
-    """The weighted sum of the candidate operations of one edge."""
+    """The weighted sum of the candidate operations of one edge.
+
+    Ops whose weight is exactly zero are not run at all, so a masked op (PT's scoring),
+    a fixed edge or a one-path strategy costs only the ops it really uses.
+    """
 
     def __init__(self, ops: nn.ModuleDict):
         super().__init__()
@@ -101,6 +106,17 @@ class SuperNetwork(TokenNetwork):
         self.fixed[cell, edge] = True
         self._active = None
 
+    @contextlib.contextmanager
+    def trial_decisions(self) -> Iterator[None]:
+        """Edges fixed or removed inside the block are open again after it."""
+        fixed, kept = self.fixed.clone(), self.kept.clone()
+        try:
+            yield
+        finally:
+            self.fixed.copy_(fixed)
+            self.kept.copy_(kept)
+            self._active = None
+
     def is_fixed(self, cell: int, edge: int) -> bool:
         return bool(self.fixed[cell, edge])
 
@@ -138,7 +154,12 @@ class SuperNetwork(TokenNetwork):
         """
         if weights is None:
             weights = self.default_weights()
-        active = self._active_ops()
+        kept = self._active_ops()
+        nonzero = (weights != 0).tolist()  # one host sync per forward, not one per op
+        active = [
+            [[k and n for k, n in zip(kept_e, nonzero_e)] for kept_e, nonzero_e in zip(kept_c, nonzero_c)]
+            for kept_c, nonzero_c in zip(kept, nonzero)
+        ]
         for c, cell in enumerate(self.cells):
             states = [tokens]
             for target in range(1, self.space.n_nodes + 1):

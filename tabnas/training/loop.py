@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Callable, Iterator, Literal
 
 import torch
 import torch.nn.functional as F
@@ -40,17 +41,45 @@ class Task:
         return {"loss": loss, "accuracy": accuracy, "score": accuracy}
 
 
+Clock = Callable[[], float]
+
+
 class Deadline:
     """A point in time after which a phase stops at its next epoch boundary."""
 
-    def __init__(self, seconds: float | None):
-        self.end = None if seconds is None else time.monotonic() + seconds
+    def __init__(self, seconds: float | None, *, clock: Clock = time.monotonic):
+        self.clock = clock
+        self.end = None if seconds is None else clock() + seconds
 
     def expired(self) -> bool:
-        return self.end is not None and time.monotonic() >= self.end
+        return self.end is not None and self.clock() >= self.end
 
     def remaining(self) -> float:
-        return math.inf if self.end is None else max(0.0, self.end - time.monotonic())
+        return math.inf if self.end is None else max(0.0, self.end - self.clock())
+
+
+class Budget:
+    """One ``time_limit`` shared by the phases of a fit, started at the top of ``fit``.
+
+    Each phase gets a :class:`Deadline` at a share of the limit counted from the start, so
+    time a phase leaves unused passes to the next. A phase always makes at least one step
+    (one weight step, one PT decision or its fallback, one epoch), even when its deadline
+    has already passed: a phase checks its deadline only after doing work.
+    """
+
+    def __init__(self, time_limit: float | None, *, clock: Clock = time.monotonic):
+        self.time_limit = time_limit
+        self.clock = clock
+        self.started = clock()
+
+    def elapsed(self) -> float:
+        return self.clock() - self.started
+
+    def until(self, share: float) -> Deadline:
+        """The deadline at ``share`` of the limit after the start (never, without a limit)."""
+        if self.time_limit is None:
+            return Deadline(None, clock=self.clock)
+        return Deadline(share * self.time_limit - self.elapsed(), clock=self.clock)
 
 
 @torch.no_grad()
@@ -73,6 +102,62 @@ def evaluate(
     model: nn.Module, data: TensorData, task: Task, config: DeviceConfig, **forward_kwargs
 ) -> dict[str, float]:
     return task.metrics(predict(model, data, config, **forward_kwargs), data.y)
+
+
+@contextlib.contextmanager
+def batch_statistics(model: nn.Module) -> Iterator[None]:
+    """Eval mode (no dropout), except that BatchNorm normalises with the batch's statistics
+    and writes none of its buffers.
+
+    This is how darts-pt scores a supernet ("disable running stats for projection"): the
+    running statistics of a supernet are an average over mixtures that keep changing, and
+    the passes of the architecture steps move them too.
+    """
+    was_training = model.training
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    tracked = [m.track_running_stats for m in norms]
+    model.eval()
+    for module in norms:
+        module.train()
+        module.track_running_stats = False  # F.batch_norm then gets no running buffers
+    try:
+        yield
+    finally:
+        for module, track in zip(norms, tracked):
+            module.track_running_stats = track
+        model.train(was_training)
+
+
+SCORE_CHUNK_ROWS = 2048
+"""Rows per forward pass when scoring a supernet; fixed, so scores never depend on the device."""
+
+
+@torch.inference_mode()
+def score_supernet(model: nn.Module, data: TensorData, task: Task, **forward_kwargs) -> dict[str, float]:
+    """Faithful scores of a supernet on ``data``: batch statistics, no dropout, fp32.
+
+    The rows go through in a fixed order, in equal chunks of at most
+    :data:`SCORE_CHUNK_ROWS`, so the same weights give the same scores whatever passes ran
+    before. A single row has no batch statistics; it is scored with the running ones.
+    """
+    context = batch_statistics(model) if len(data) > 1 else _eval_mode(model)
+    n_chunks = max(1, math.ceil(len(data) / SCORE_CHUNK_ROWS))
+    with context:
+        outputs = [
+            model(chunk.x_num, chunk.x_cat, **forward_kwargs).float()
+            for chunk in (data[rows] for rows in torch.arange(len(data), device=data.y.device).tensor_split(n_chunks))
+        ]
+    return task.metrics(torch.cat(outputs), data.y)
+
+
+@contextlib.contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
 
 
 def train_epoch(

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.func import functional_call
 
 from tabnas.devices import DeviceConfig
@@ -15,23 +16,49 @@ from tabnas.nas.supernet import SuperNetwork
 from tabnas.training.callbacks import Callback, EpochState
 from tabnas.training.data import Cycle, TensorData
 from tabnas.training.history import History
-from tabnas.training.loop import Deadline, Task, evaluate, train_epoch
+from tabnas.training.loop import Deadline, Task, score_supernet
 from tabnas.training.optim import make_weight_optimizer
 
 
 @dataclass(frozen=True)
 class SearchConfig:
-    """Budgets and optimiser settings of the search and of PT's tuning."""
+    """Budgets (in weight steps) and optimiser settings of the search and of PT's tuning.
 
-    epochs: int
-    warmup_epochs: int
-    tune_epochs: int
+    The search runs at least ``min_steps`` and at most ``max_steps`` weight steps and stops
+    once the architecture-half loss has not improved for ``patience`` evaluations; it is
+    evaluated every ``eval_every`` steps (``None``: one pass over the weight half, kept
+    within 5..50 steps). The first ``warmup_steps`` train the weights only.
+    """
+
     batch_size: int
     lr: float
     weight_decay: float
+    min_steps: int = 100
+    max_steps: int = 400
+    warmup_steps: int = 30
+    patience: int = 6
+    eval_every: int | None = None
+    tune_steps: int = 50
+    """Weight steps between two selection decisions (capped by :attr:`max_tune_share`)."""
+    max_tune_share: float = 0.5
+    """All tuning together takes at most this share of the search's own steps."""
+    tune_lr_ratio: tuple[float, float] = (0.1, 0.04)
+    """Tuning lr, as fractions of ``lr``: cosine from the first to the second (darts-pt's
+    0.0025 -> 0.001 for a search lr of 0.025)."""
     grad_clip: float = 5.0
     max_score_rows: int = 4096
-    """Rows of the architecture half that selection scores on (a fixed seeded subset)."""
+    """Rows of the architecture half that selection scores on (all of them below this)."""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_steps <= self.max_steps:
+            raise ValueError(
+                f"need 1 <= min_steps <= max_steps, got min_steps={self.min_steps},"
+                f" max_steps={self.max_steps}"
+            )
+        if self.patience < 1:
+            raise ValueError(f"patience must be >= 1, got patience={self.patience}")
+        if self.tune_steps < 0:
+            raise ValueError(f"tune_steps must be >= 0, got tune_steps={self.tune_steps}")
 
 
 class SupernetTrainer:
@@ -66,6 +93,7 @@ class SupernetTrainer:
         self.generator = generator
         self.history = history
         self.callbacks = list(callbacks)
+        self.weight_batches = Cycle(weight_data, config.batch_size, generator)
         self.arch_batches = Cycle(arch_data, config.batch_size, generator)
         n_score = min(len(arch_data), config.max_score_rows)
         score_rows = torch.randperm(len(arch_data), generator=generator)[:n_score].sort().values
@@ -73,8 +101,22 @@ class SupernetTrainer:
         self.optimizer = make_weight_optimizer(
             supernet, lr=config.lr, weight_decay=config.weight_decay, exclude=supernet.arch_parameters()
         )
-        self.epoch = 0
+        self._names = {id(p): n for n, p in supernet.named_parameters()}
+        self.alpha_start = supernet.alpha.detach().clone()
+        self.steps = 0
+        self.evaluations = 0
+        self._version = 0  # bumped by every weight step; keys the score cache
+        self._cache: tuple[int, Tensor, dict[str, float]] | None = None
+        self._schedule: tuple[int, int] | None = None  # (tuning steps done, planned)
+        self.tune_steps = config.tune_steps
 
+    @property
+    def eval_every(self) -> int:
+        if self.config.eval_every is not None:
+            return self.config.eval_every
+        return min(max(math.ceil(len(self.weight_data) / self.config.batch_size), 5), 50)
+
+    # ---- one step ----------------------------------------------------------------------
     def loss(self, batch: TensorData, weights: Tensor, params: dict[str, Tensor] | None = None) -> Tensor:
         """The :class:`~tabnas.nas.strategies.base.BatchLoss` the strategies call.
 
@@ -90,67 +132,154 @@ class SupernetTrainer:
                 )
         return self.task.loss(output, batch.y)
 
-    def _arch_step(self, batch: TensorData) -> None:
-        self.strategy.arch_step(
-            self.loss,
-            batch,
-            next(self.arch_batches),
-            weight_lr=self.optimizer.param_groups[0]["lr"],
-            weight_decay=self.config.weight_decay,
-        )
+    def step(self, *, arch_step: bool) -> tuple[Tensor, dict[str, float]]:
+        """One architecture step (when asked and the strategy moves alpha), then one weight
+        step; returns the weight batch's loss (a tensor: no host sync) and the arch stats."""
+        self.supernet.train()
+        batch = next(self.weight_batches)
+        stats: dict[str, float] = {}
+        if arch_step and self.strategy.updates_alpha:
+            arch_batch = next(self.arch_batches)
+            if len(arch_batch) > 1 and len(batch) > 1:  # BatchNorm trains on two rows or more
+                stats = self.strategy.arch_step(
+                    self.loss, batch, arch_batch, virtual_step=self.virtual_step
+                )
+        self._set_tuning_lr()
+        self.steps += 1
+        self._version += 1
+        if len(batch) < 2:  # only with a one-row weight half
+            return torch.zeros(()), stats
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.loss(batch, self.strategy.mixing_weights())
+        loss.backward()
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        nn.utils.clip_grad_norm_(params, self.config.grad_clip)
+        self.optimizer.step()
+        return loss.detach(), stats
 
-    def run_epoch(self, *, phase: str, arch_steps: bool) -> dict:
+    def virtual_step(self, grads: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """The AdamW step the weights would take for ``grads`` (second-order DARTS).
+
+        Moments are updated as AdamW would; ``xi`` is the step's derivative with respect
+        to the gradient through the first moment, ``lr (1 - beta1) / (1 - beta1^t) /
+        (sqrt(v_hat) + eps)``, with the second moment held fixed.
+        """
+        stepped, xi = {}, {}
+        for group in self.optimizer.param_groups:
+            lr, decay, eps = group["lr"], group["weight_decay"], group["eps"]
+            beta1, beta2 = group["betas"]
+            for p in group["params"]:
+                name = self._names[id(p)]
+                g = grads[name]
+                state = self.optimizer.state.get(p, {})
+                t = float(state.get("step", 0)) + 1
+                m = beta1 * state.get("exp_avg", torch.zeros_like(p)) + (1 - beta1) * g
+                v = beta2 * state.get("exp_avg_sq", torch.zeros_like(p)) + (1 - beta2) * g * g
+                correction1 = 1 - beta1**t
+                denominator = (v / (1 - beta2**t)).sqrt() + eps
+                stepped[name] = (p.detach() * (1 - lr * decay) - lr * (m / correction1) / denominator).detach()
+                xi[name] = lr * (1 - beta1) / correction1 / denominator
+        return stepped, xi
+
+    # ---- the search ----------------------------------------------------------------------
+    def search(self, deadline: Deadline) -> int:
+        """Train until the architecture-half loss stops improving; returns the steps run.
+
+        Always makes at least one step; stops at ``max_steps``, at the deadline, or after
+        ``min_steps`` once ``patience`` evaluations in a row brought no improvement.
+        """
+        config = self.config
+        best, since_best = math.inf, 0
+        while True:
+            row = self.run_interval(phase="search", n_steps=self.eval_every, deadline=deadline)
+            if row["val_loss"] < best - 1e-4 * abs(best):
+                best, since_best = row["val_loss"], 0
+            else:
+                since_best += 1
+            if (
+                self.steps >= config.max_steps
+                or deadline.expired()
+                or (self.steps >= config.min_steps and since_best >= config.patience)
+            ):
+                return self.steps
+
+    def run_interval(self, *, phase: str, n_steps: int, deadline: Deadline | None = None) -> dict:
+        """``n_steps`` steps (fewer at ``max_steps`` or the deadline), then one history row."""
         started = time.perf_counter()
-        self.strategy.epoch_started(self.epoch, self.config.epochs)
-        train_loss = train_epoch(
-            self.supernet,
-            self.weight_data,
-            task=self.task,
-            optimizer=self.optimizer,
-            batch_size=self.config.batch_size,
-            generator=self.generator,
-            config=self.device,
-            before_step=self._arch_step if arch_steps else None,
-            forward_kwargs=lambda: {"weights": self.supernet.project(self.strategy.mixing_weights())},
-            grad_clip=self.config.grad_clip,
-        )
+        losses, stats = [], []
+        for _ in range(n_steps):
+            arch_step = phase == "select" or self.steps >= self.config.warmup_steps
+            loss, step_stats = self.step(arch_step=arch_step)
+            losses.append(loss)
+            if step_stats:
+                stats.append(step_stats)
+            if phase == "search" and (self.steps >= self.config.max_steps or deadline.expired()):
+                break
         metrics = self.evaluate(self.supernet.default_weights().detach())
+        arch_stats = {
+            key: sum(s[key] for s in stats) / len(stats) for key in (stats[0] if stats else {})
+        }
         row = self.history.record(
             phase=phase,
-            epoch=self.epoch,
-            train_loss=train_loss,
+            epoch=self.evaluations,
+            step=self.steps,
+            train_loss=float(torch.stack(losses).float().mean()),
             **{f"val_{k}": v for k, v in metrics.items()},
-            arch_steps=arch_steps,
+            arch_steps=bool(stats),
+            **arch_stats,
+            alpha_shift=float((self.supernet.alpha.detach() - self.alpha_start).abs().max()),
             weights=self.supernet.default_weights().detach().cpu().tolist(),
             time_s=time.perf_counter() - started,
         )
         for callback in self.callbacks:
-            callback.on_epoch_end(EpochState(epoch=self.epoch, row=row, best_epoch=self.epoch))
-        self.epoch += 1
+            callback.on_epoch_end(EpochState(epoch=self.evaluations, row=row, best_epoch=self.evaluations))
+        self.evaluations += 1
         return row
-
-    def search(self, deadline: Deadline) -> int:
-        """Warm-up (weights only), then alternating steps; returns the epochs run."""
-        for epoch in range(self.config.epochs):
-            if deadline.expired():
-                return epoch
-            self.run_epoch(phase="search", arch_steps=epoch >= self.config.warmup_epochs)
-        return self.config.epochs
 
     # ---- services for the selectors --------------------------------------------------
     def evaluate(self, weights: Tensor) -> dict[str, float]:
-        """Scores of the whole supernet on (up to ``max_score_rows`` of) the architecture half."""
-        return evaluate(self.supernet, self.score_data, self.task, self.device, weights=weights)
+        """Faithful scores of the supernet on (up to ``max_score_rows`` of) the architecture half.
 
-    def start_tuning(self) -> None:
-        """PT tunes with a fresh weight optimizer at a tenth of the search learning rate."""
+        Batch statistics, no dropout, fp32; the result of the last call is reused while
+        the weights and the mixing weights are unchanged.
+        """
+        cache = self._cache
+        if cache is not None and cache[0] == self._version and torch.equal(cache[1], weights):
+            return dict(cache[2])
+        scores = score_supernet(self.supernet, self.score_data, self.task, weights=weights)
+        self._cache = (self._version, weights.clone(), scores)
+        return dict(scores)
+
+    def start_tuning(self, n_decisions: int) -> int:
+        """Prepare PT's tuning: a fresh AdamW whose lr falls by a cosine from a tenth of the
+        search lr over all planned tuning steps. Returns the steps per decision, capped so
+        that tuning takes at most ``max_tune_share`` of the search's steps."""
+        config = self.config
+        per_decision = config.tune_steps
+        if n_decisions > 0:
+            per_decision = min(per_decision, int(config.max_tune_share * self.steps / n_decisions))
+        per_decision = max(per_decision, 1 if config.tune_steps else 0)
+        self.tune_steps = per_decision
         self.optimizer = make_weight_optimizer(
             self.supernet,
-            lr=self.config.lr / 10,
-            weight_decay=self.config.weight_decay,
+            lr=config.lr * config.tune_lr_ratio[0],
+            weight_decay=config.weight_decay,
             exclude=self.supernet.arch_parameters(),
         )
+        self._schedule = (0, max(per_decision * n_decisions, 1))
+        return per_decision
+
+    def _set_tuning_lr(self) -> None:
+        if self._schedule is None:
+            return
+        done, planned = self._schedule
+        high, low = (self.config.lr * r for r in self.config.tune_lr_ratio)
+        lr = low + 0.5 * (high - low) * (1 + math.cos(math.pi * min(done / planned, 1.0)))
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self._schedule = (done + 1, planned)
 
     def tune(self) -> None:
-        for _ in range(self.config.tune_epochs):
-            self.run_epoch(phase="select", arch_steps=True)
+        """The weight steps (and arch steps, when the strategy has them) between two decisions."""
+        if self.tune_steps:
+            self.run_interval(phase="select", n_steps=self.tune_steps)

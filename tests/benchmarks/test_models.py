@@ -26,7 +26,7 @@ def one_torch_thread():
 FAST = {
     "resnet": {"max_epochs": 2},
     "ft_transformer": {"max_epochs": 2},
-    "tabnas-fast": {"preset": "fast", "max_epochs": 2},
+    "tabnas-fast": {"preset": "fast", "max_search_steps": 10, "max_epochs": 2},
 }
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from tabnas.nas.ops import OpSettings
-from tabnas.nas.selection import ArgmaxSelector, PerturbationSelector, make_selector
+from tabnas.nas.selection import ArgmaxSelector, PerturbationSelector, SelectionContext, make_selector
 from tabnas.nas.space import SearchSpace
 from tabnas.nas.supernet import SuperNetwork
 
@@ -53,8 +53,10 @@ def test_pt_keeps_the_necessary_op_where_argmax_keeps_skip():
     needed_inputs = {(0, 2): (0, edges.index((1, 2))), (1, 2): (1, edges.index((0, 2)))}
     evaluate, calls = planted(needed, needed_inputs)
     tunes = []
-    arch, trace = PerturbationSelector(criterion="loss").select(
-        net, evaluate=evaluate, tune=lambda: tunes.append(1), seed=0
+    selector = PerturbationSelector(criterion="loss")
+    assert selector.tunes and selector.n_decisions(net) == 6 + 2
+    arch, trace = selector.select(
+        net, SelectionContext(evaluate=evaluate, tune=lambda: tunes.append(1), seed=0)
     )
     op_rows = [r for r in trace if r["kind"] == "op"]
     assert len(op_rows) == 6
@@ -72,9 +74,7 @@ def test_pt_keeps_the_necessary_op_where_argmax_keeps_skip():
     # Each op decision scores the base supernet and every non-'none' op.
     assert len(calls) == 6 * 6 + 2 * 3
 
-    argmax_arch, argmax_trace = ArgmaxSelector().select(
-        supernet(), evaluate=evaluate, tune=lambda: None, seed=0
-    )
+    argmax_arch, argmax_trace = ArgmaxSelector().select(supernet(), SelectionContext(evaluate=evaluate))
     assert set(argmax_arch.ops) == {"skip"} and argmax_trace == []
 
 
@@ -82,7 +82,7 @@ def test_pt_edge_order_is_random_but_seeded():
     orders = []
     for seed in (0, 0, 1):
         evaluate, _ = planted({})
-        _, trace = PerturbationSelector().select(supernet(), evaluate=evaluate, tune=lambda: None, seed=seed)
+        _, trace = PerturbationSelector().select(supernet(), SelectionContext(evaluate=evaluate, seed=seed))
         orders.append([(r["cell"], r["edge"]) for r in trace if r["kind"] == "op"])
     assert orders[0] == orders[1]
     assert orders[0] != orders[2]
@@ -103,10 +103,31 @@ def test_time_limit_falls_back_to_argmax_for_the_rest():
         count["n"] += 1
         return count["n"] > 2
 
-    arch, trace = PerturbationSelector().select(supernet(), evaluate=evaluate, tune=lambda: None, seed=0, expired=expired)
+    arch, trace = PerturbationSelector().select(supernet(), SelectionContext(evaluate=evaluate, expired=expired))
     assert trace[-1]["kind"] == "fallback"
     assert 1 <= len([r for r in trace if r["kind"] == "op"]) < 6
     assert len(arch.cells) == 2
+
+
+def test_criterion_comes_from_the_context_unless_the_selector_sets_it():
+    net = supernet()
+    calls = []
+
+    def evaluate(weights):  # accuracy says keep 'ffn' on every edge, loss says 'linear'
+        calls.append(1)
+        acc = 0.5 + 0.1 * float(weights[..., OPS.index("ffn")].sum())
+        loss = 1.0 + float(weights[..., OPS.index("linear")].sum())
+        return {"accuracy": acc, "loss": 1.0 / loss}
+
+    by_context, _ = PerturbationSelector().select(
+        supernet(), SelectionContext(evaluate=evaluate, criterion="accuracy")
+    )
+    by_loss, _ = PerturbationSelector().select(supernet(), SelectionContext(evaluate=evaluate, criterion="loss"))
+    overridden, _ = PerturbationSelector(criterion="loss").select(
+        supernet(), SelectionContext(evaluate=evaluate, criterion="accuracy")
+    )
+    assert set(by_context.ops) == {"ffn"}
+    assert set(by_loss.ops) == set(overridden.ops) == {"linear"}
 
 
 def test_unknown_selector_and_criterion():
@@ -114,3 +135,7 @@ def test_unknown_selector_and_criterion():
         make_selector("random")
     with pytest.raises(ValueError, match="criterion"):
         PerturbationSelector(criterion="auc")
+    configured = PerturbationSelector(criterion="accuracy")
+    made = make_selector(configured)
+    assert made is not configured and made.criterion == "accuracy"
+    assert repr(made) == "PerturbationSelector(criterion='accuracy')"

@@ -69,7 +69,9 @@ def test_ft_transformer_is_a_point_of_the_space_with_rtdl_parameter_count():
     # rtdl drops the first block's attention LayerNorm; our attention op always has it.
     d = arch.settings.d_token
     assert n_params(net) == n_params(reference) + 2 * d
-    assert arch.n_parameters(n_num_features=5, cat_cardinalities=[3, 7], d_out=4) == n_params(net)
+    blocks = arch.op_parameters(n_tokens=net.tokenizer.n_tokens)
+    body = sum(n_params(cell) for cell in net.cells)
+    assert body == 3 * (blocks["attention"] + blocks["ffn"])
     x_num, x_cat = torch.randn(6, 5), torch.randint(0, 3, (6, 2))
     assert net(x_num, x_cat).shape == (6, 4)
     tokens = net.tokenizer(x_num, x_cat)
@@ -97,3 +99,27 @@ def test_contains_rejects_points_outside_the_space():
     two_inputs = Architecture(cells=(((Edge(0, "ffn"),), (Edge(0, "skip"), Edge(1, "ffn"))),))
     assert not space.contains(two_inputs)
     assert not space.contains(Architecture.ft_transformer(2))
+
+
+def test_random_points_and_chains_are_points_of_the_space():
+    space = SearchSpace(n_cells=2, n_nodes=3, node_inputs=2)
+    samples = [space.sample(seed) for seed in range(20)]
+    assert all(space.contains(arch) for arch in samples)
+    assert samples[0] == space.sample(0)
+    assert len({arch.to_json() for arch in samples}) > 15  # really random
+    assert all("none" not in arch.ops for arch in samples)
+    assert all(len(arch.cells[0][2]) == 2 for arch in samples)  # node 3 keeps two inputs
+    ft = space.chain(["attention", "ffn", "skip"])
+    assert space.contains(ft) and ft.ops == ("attention", "ffn", "skip") * 2
+    with pytest.raises(ValueError, match="3 nodes"):
+        space.chain(["resnet"])
+
+
+def test_op_parameters_report_each_candidate():
+    space = SearchSpace(settings=OpSettings(d_token=32, n_heads=4, resnet_d_hidden=64))
+    sizes = space.op_parameters(n_tokens=9)
+    assert set(sizes) == set(space.ops)
+    assert sizes["skip"] == sizes["none"] == 0
+    assert sizes["linear"] == 32 * 32 + 32
+    # The flattened ResNet block: BatchNorm + two linear maps over 9 * 32 values.
+    assert sizes["resnet"] == 2 * 288 + 288 * 64 + 64 + 64 * 288 + 288

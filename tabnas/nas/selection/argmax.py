@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 from tabnas.nas.selection.base import (
-    Evaluate,
+    SelectionContext,
     Selector,
-    Tune,
     argmax_op,
     edge_strength,
     incoming_edges,
@@ -20,13 +19,7 @@ class ArgmaxSelector(Selector):
     name = "argmax"
 
     def select(
-        self,
-        supernet: SuperNetwork,
-        *,
-        evaluate: Evaluate,
-        tune: Tune,
-        seed: int,
-        expired: Callable[[], bool] = lambda: False,
+        self, supernet: SuperNetwork, context: SelectionContext
     ) -> tuple[Architecture, list[dict[str, Any]]]:
         return argmax_select(supernet), []
 

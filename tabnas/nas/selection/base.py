@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import random
 from abc import ABC, abstractmethod
-from typing import Any, Callable, ClassVar
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar, Literal
 
 import torch
 from torch import Tensor
@@ -20,38 +22,72 @@ Evaluate = Callable[[Tensor], dict[str, float]]
 Tune = Callable[[], None]
 """Trains the supernet a little between two decisions."""
 
+Criterion = Literal["accuracy", "loss"]
+
+
+@dataclass(frozen=True)
+class SelectionContext:
+    """What a selector may use, and nothing else.
+
+    Attributes:
+        evaluate: faithful scores of the supernet on the architecture half.
+        tune: trains the supernet between two decisions (only for selectors that tune).
+        seed: for any random order the selector draws.
+        expired: whether the selection's share of the time limit is over.
+        criterion: ``"accuracy"`` (classification) or ``"loss"``: what "hurts" means.
+    """
+
+    evaluate: Evaluate
+    tune: Tune = lambda: None
+    seed: int = 0
+    expired: Callable[[], bool] = lambda: False
+    criterion: Criterion = "loss"
+
+
 SELECTOR_REGISTRY: dict[str, type[Selector]] = {}
 
 
 class Selector(ABC):
-    """Turns a trained supernet into an :class:`Architecture`, recording why."""
+    """Turns a trained supernet into an :class:`Architecture`, recording why.
+
+    ``tunes`` declares whether the selector calls ``context.tune`` between decisions, so
+    the pipeline prepares tuning only for those that do.
+    """
 
     name: ClassVar[str]
+    tunes: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if "name" in cls.__dict__:
             SELECTOR_REGISTRY[cls.name] = cls
 
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    def n_decisions(self, supernet: SuperNetwork) -> int:
+        """How many decisions (hence tuning intervals) :meth:`select` will make."""
+        return 0
+
     @abstractmethod
     def select(
-        self,
-        supernet: SuperNetwork,
-        *,
-        evaluate: Evaluate,
-        tune: Tune,
-        seed: int,
-        expired: Callable[[], bool] = lambda: False,
+        self, supernet: SuperNetwork, context: SelectionContext
     ) -> tuple[Architecture, list[dict[str, Any]]]:
         """Fix every edge of ``supernet``; return the architecture and the per-decision trace."""
 
 
-def make_selector(name: str, **kwargs) -> Selector:
+def make_selector(selection: str | Selector) -> Selector:
+    """A selector from a registered name, or a copy of a configured instance."""
+    if isinstance(selection, Selector):
+        return copy.deepcopy(selection)
     try:
-        cls = SELECTOR_REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown selection {name!r}; available: {sorted(SELECTOR_REGISTRY)}") from None
-    return cls(**kwargs)
+        cls = SELECTOR_REGISTRY[selection]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"unknown selection {selection!r}; available: {sorted(SELECTOR_REGISTRY)}"
+            " or a Selector instance"
+        ) from None
+    return cls()
 
 
 # ---- helpers shared by the selectors ------------------------------------------------------

@@ -10,10 +10,18 @@ whose removal hurts least.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Literal
+from typing import Any
 
 from tabnas.nas.selection.argmax import argmax_select
-from tabnas.nas.selection.base import Evaluate, Selector, Tune, candidate_ops, incoming_edges, shuffled
+from tabnas.nas.selection.base import (
+    Criterion,
+    Evaluate,
+    SelectionContext,
+    Selector,
+    candidate_ops,
+    incoming_edges,
+    shuffled,
+)
 from tabnas.nas.space import Architecture
 from tabnas.nas.supernet import SuperNetwork
 
@@ -24,37 +32,47 @@ class PerturbationSelector(Selector):
     Args:
         criterion: ``"accuracy"`` ranks removals by the accuracy left (ties broken by
             loss), as the official code's default; ``"loss"`` by the loss alone (the only
-            choice for regression).
+            choice for regression). ``None`` (the default) takes the context's: accuracy
+            for classifiers, loss for regressors.
     """
 
     name = "pt"
+    tunes = True
 
-    def __init__(self, *, criterion: Literal["accuracy", "loss"] = "loss"):
-        if criterion not in ("accuracy", "loss"):
-            raise ValueError(f"criterion must be 'accuracy' or 'loss', got {criterion!r}")
+    def __init__(self, *, criterion: Criterion | None = None):
+        if criterion not in (None, "accuracy", "loss"):
+            raise ValueError(f"criterion must be 'accuracy', 'loss' or None, got {criterion!r}")
         self.criterion = criterion
 
-    def harm(self, scores: dict[str, float]) -> tuple[float, ...]:
+    def __repr__(self) -> str:
+        return f"PerturbationSelector(criterion={self.criterion!r})"
+
+    def n_decisions(self, supernet: SuperNetwork) -> int:
+        space = supernet.space
+        inputs = sum(
+            max(len(incoming_edges(supernet, c, t)) - space.node_inputs, 0)
+            for c in range(space.n_cells)
+            for t in range(1, space.n_nodes + 1)
+        )
+        return space.n_cells * space.n_edges + inputs
+
+    def harm(self, scores: dict[str, float], criterion: Criterion | None = None) -> tuple[float, ...]:
         """How bad a supernet scores; larger is worse."""
-        if self.criterion == "accuracy":
+        if (criterion or self.criterion) == "accuracy":
             return (-scores["accuracy"], scores["loss"])
         return (scores["loss"],)
 
-    def damage(self, base: dict[str, float], scores: dict[str, float]) -> float:
+    def damage(self, base: dict[str, float], scores: dict[str, float], criterion: Criterion | None = None) -> float:
         """The damage a removal did: accuracy lost, or loss gained."""
-        if self.criterion == "accuracy":
+        if (criterion or self.criterion) == "accuracy":
             return base["accuracy"] - scores["accuracy"]
         return scores["loss"] - base["loss"]
 
     def select(
-        self,
-        supernet: SuperNetwork,
-        *,
-        evaluate: Evaluate,
-        tune: Tune,
-        seed: int,
-        expired: Callable[[], bool] = lambda: False,
+        self, supernet: SuperNetwork, context: SelectionContext
     ) -> tuple[Architecture, list[dict[str, Any]]]:
+        criterion = self.criterion or context.criterion
+        evaluate, tune, seed, expired = context.evaluate, context.tune, context.seed, context.expired
         space = supernet.space
         trace: list[dict[str, Any]] = []
         edges = shuffled(
@@ -64,9 +82,7 @@ class PerturbationSelector(Selector):
             [(c, t) for c in range(space.n_cells) for t in range(1, space.n_nodes + 1)], seed + 1
         )
         node_decisions = [(c, t) for c, t in nodes if len(incoming_edges(supernet, c, t)) > space.node_inputs]
-        n_decisions = len(edges) + sum(
-            len(incoming_edges(supernet, c, t)) - space.node_inputs for c, t in node_decisions
-        )
+        n_decisions = self.n_decisions(supernet)
 
         def decided() -> None:
             if len(trace) < n_decisions and not expired():
@@ -75,17 +91,19 @@ class PerturbationSelector(Selector):
         for c, e in edges:
             if expired():
                 break
-            trace.append(self._decide_op(supernet, evaluate, c, e, step=len(trace)))
+            trace.append(self._decide_op(supernet, evaluate, criterion, c, e, step=len(trace)))
             decided()
         for c, target in node_decisions:
             while len(incoming_edges(supernet, c, target)) > space.node_inputs and not expired():
-                trace.append(self._prune_input(supernet, evaluate, c, target, step=len(trace)))
+                trace.append(self._prune_input(supernet, evaluate, criterion, c, target, step=len(trace)))
                 decided()
         if expired():  # whatever is left goes by the DARTS rule
             trace.append({"kind": "fallback", "step": len(trace), "reason": "time_limit"})
         return argmax_select(supernet), trace
 
-    def _decide_op(self, supernet: SuperNetwork, evaluate: Evaluate, c: int, e: int, step: int) -> dict:
+    def _decide_op(
+        self, supernet: SuperNetwork, evaluate: Evaluate, criterion: Criterion, c: int, e: int, step: int
+    ) -> dict:
         base_weights = supernet.default_weights().detach()
         base = evaluate(base_weights)
         scores = {}
@@ -93,7 +111,7 @@ class PerturbationSelector(Selector):
             weights = base_weights.clone()
             weights[c, e, k] = 0.0
             scores[supernet.space.ops[k]] = evaluate(weights)
-        kept = max(scores, key=lambda op: self.harm(scores[op]))
+        kept = max(scores, key=lambda op: self.harm(scores[op], criterion))
         supernet.fix_edge(c, e, kept)
         source, target = supernet.space.edges[e]
         return {
@@ -103,15 +121,15 @@ class PerturbationSelector(Selector):
             "edge": e,
             "source": source,
             "target": target,
-            "criterion": self.criterion,
+            "criterion": criterion,
             "base": base,
             "scores": scores,
-            "damage": {op: self.damage(base, s) for op, s in scores.items()},
+            "damage": {op: self.damage(base, s, criterion) for op, s in scores.items()},
             "kept": kept,
         }
 
     def _prune_input(
-        self, supernet: SuperNetwork, evaluate: Evaluate, c: int, target: int, step: int
+        self, supernet: SuperNetwork, evaluate: Evaluate, criterion: Criterion, c: int, target: int, step: int
     ) -> dict:
         base_weights = supernet.default_weights().detach()
         base = evaluate(base_weights)
@@ -120,7 +138,7 @@ class PerturbationSelector(Selector):
             weights = base_weights.clone()
             weights[c, e] = 0.0
             scores[e] = evaluate(weights)
-        removed = min(scores, key=lambda e: self.harm(scores[e]))
+        removed = min(scores, key=lambda e: self.harm(scores[e], criterion))
         supernet.remove_edge(c, removed)
         edges = supernet.space.edges
         return {
@@ -128,9 +146,9 @@ class PerturbationSelector(Selector):
             "step": step,
             "cell": c,
             "target": target,
-            "criterion": self.criterion,
+            "criterion": criterion,
             "base": base,
             "scores": {f"{edges[e][0]}->{target}": s for e, s in scores.items()},
-            "damage": {f"{edges[e][0]}->{target}": self.damage(base, s) for e, s in scores.items()},
+            "damage": {f"{edges[e][0]}->{target}": self.damage(base, s, criterion) for e, s in scores.items()},
             "removed": f"{edges[removed][0]}->{target}",
         }

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from typing import ClassVar, Protocol
+import copy
+from abc import ABC
+from typing import Callable, ClassVar, Protocol
 
 import torch
 from torch import Tensor
@@ -21,36 +22,62 @@ class BatchLoss(Protocol):
     def __call__(self, batch, weights: Tensor, params: dict[str, Tensor] | None = None) -> Tensor: ...
 
 
+VirtualStep = Callable[[dict[str, Tensor]], tuple[dict[str, Tensor], dict[str, Tensor]]]
+"""The weight step the trainer would take for the given gradients (name -> gradient).
+
+Returns the stepped weights ``w'`` (detached) and ``xi``, the step's derivative with
+respect to the gradient (a tensor per weight, elementwise): ``dw'/dg = -xi``. For plain
+SGD ``xi`` is the learning rate; for AdamW it is its per-coordinate step size.
+"""
+
 STRATEGY_REGISTRY: dict[str, type[SearchStrategy]] = {}
 
 
 class SearchStrategy(ABC):
     """How architecture weights are formed and updated during the bi-level search.
 
-    A strategy owns its own optimizer over ``supernet.arch_parameters()``, never the
-    weights'. Subclasses override :meth:`mixing_weights` (how ``alpha`` becomes the weights
-    of a forward pass) and/or :meth:`arch_step` (how ``alpha`` is updated).
+    A strategy is built with its own settings only (``DARTS(lr=1e-2)``); :meth:`bind`
+    attaches it to a supernet and creates its optimizer over ``supernet.arch_parameters()``,
+    never the weights'. Subclasses override :meth:`mixing_weights` (how ``alpha`` becomes
+    the weights of a forward pass) and/or :meth:`arch_step` (how ``alpha`` is updated).
+
+    ``updates_alpha = False`` marks a strategy whose ``alpha`` never moves: the trainer
+    then draws no architecture batches at all.
     """
 
     name: ClassVar[str]
+    updates_alpha: ClassVar[bool] = True
 
     def __init__(
         self,
-        supernet: SuperNetwork,
         *,
-        lr: float = 3e-4,
+        lr: float = 1e-2,
         betas: tuple[float, float] = (0.5, 0.999),
         weight_decay: float = 1e-3,
     ):
-        self.supernet = supernet
-        self.optimizer = torch.optim.Adam(
-            supernet.arch_parameters(), lr=lr, betas=betas, weight_decay=weight_decay
-        )
+        if not lr > 0:
+            raise ValueError(f"lr must be positive, got lr={lr!r}")
+        self.lr = lr
+        self.betas = tuple(betas)
+        self.weight_decay = weight_decay
+        self.supernet: SuperNetwork | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if "name" in cls.__dict__:
             STRATEGY_REGISTRY[cls.name] = cls
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(lr={self.lr!r}, betas={self.betas!r}, weight_decay={self.weight_decay!r})"
+
+    def bind(self, supernet: SuperNetwork) -> SearchStrategy:
+        """Attach to ``supernet`` and create the architecture optimizer; returns ``self``."""
+        self.supernet = supernet
+        self.optimizer = torch.optim.Adam(
+            supernet.arch_parameters(), lr=self.lr, betas=self.betas, weight_decay=self.weight_decay
+        )
+        return self
 
     def mixing_weights(self) -> Tensor:
         """The weights of the next forward pass; the DARTS rule is softmax(alpha)."""
@@ -59,20 +86,40 @@ class SearchStrategy(ABC):
     def epoch_started(self, epoch: int, n_epochs: int) -> None:
         """Hook for schedules (temperatures, perturbation radii); no-op by default."""
 
-    @abstractmethod
     def arch_step(
-        self, loss: BatchLoss, train_batch, val_batch, *, weight_lr: float, weight_decay: float
-    ) -> float:
-        """Update ``alpha`` once; returns the validation loss it saw."""
+        self, loss: BatchLoss, train_batch, val_batch, *, virtual_step: VirtualStep
+    ) -> dict[str, float]:
+        """Update ``alpha`` once; returns what it measured (at least ``arch_loss``).
+
+        The default is DARTS's first-order step: the gradient of the loss on the
+        architecture batch at the current weights.
+        """
+        alpha = self.supernet.alpha
+        val_loss = loss(val_batch, self.mixing_weights())
+        (grad,) = torch.autograd.grad(val_loss, [alpha])
+        self._apply(grad)
+        return {"arch_loss": float(val_loss.detach())}
+
+    def _apply(self, grad: Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        self.supernet.alpha.grad = grad
+        self.optimizer.step()
 
 
-def make_strategy(name: str, supernet: SuperNetwork, **kwargs) -> SearchStrategy:
+def make_strategy(strategy: str | SearchStrategy) -> SearchStrategy:
+    """A fresh, unbound strategy from a registered name or a configured instance.
+
+    An instance is copied, so the caller's object (an estimator parameter) never changes.
+    """
+    if isinstance(strategy, SearchStrategy):
+        fresh = copy.copy(strategy)
+        fresh.supernet, fresh.optimizer = None, None
+        return fresh
     try:
-        cls = STRATEGY_REGISTRY[name]
-    except KeyError:
+        cls = STRATEGY_REGISTRY[strategy]
+    except (KeyError, TypeError):
         raise ValueError(
-            f"unknown search strategy {name!r}; available: {sorted(STRATEGY_REGISTRY)}"
+            f"unknown search strategy {strategy!r}; available: {sorted(STRATEGY_REGISTRY)}"
+            " or a SearchStrategy instance"
         ) from None
-    return cls(supernet, **kwargs)
-
-
+    return cls()

@@ -1,0 +1,249 @@
+"""Does the search earn its cost? The ``search_value`` study: every arm on one split.
+
+One job of the model family ``search_value`` runs, on the same train / val split and with
+the same retrain protocol (early stopping on val, best weights restored), these arms:
+
+- ``darts-pt``: the search with DARTS (first order) and PT selection;
+- ``fixed-alpha-pt``: α frozen at uniform, PT does all the choosing;
+- ``darts-argmax``: DARTS's own rule applied to the α of the ``darts-pt`` search, retrained;
+- ``random-<i>``: uniformly random architectures of the same space, each retrained. The
+  first of them that fit in a search arm's fit time form *black-box random search at
+  equal time* (the best on val wins); all of them give the *median random architecture*;
+- ``ft-point`` and ``resnet-point``: FT-Transformer's and a ResNet's points of the space
+  (``space.chain(["attention", "ffn"])``, ``space.chain(["resnet", "skip"])``).
+
+Every arm records its fit time, its val score (what a user could select on) and, through
+:meth:`SearchValueModel.score_arms`, its test scores. The search arms also record the
+undiscretised supernet's val score (the discretisation gap). ``python -m
+benchmarks.search_value DIR`` turns a run's ``results.jsonl`` into the study's report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.models import Adapter
+
+SEARCH_ARMS = {"darts-pt": ("darts", "pt"), "fixed-alpha-pt": ("fixed-alpha", "pt")}
+POINTS = {"ft-point": ("attention", "ffn"), "resnet-point": ("resnet", "skip")}
+
+
+class SearchValueModel(Adapter):
+    """All arms of the study; ``predict`` answers with ``options["default"]`` (darts-pt)."""
+
+    imports = ("tabnas",)
+
+    def fit(self, X_train, y_train, X_val, y_val):
+        preset = self.options.get("preset", "fast")
+        n_random = int(self.options.get("n_random", 6))
+        self.arms_: dict[str, dict[str, Any]] = {}
+        for arm, (strategy, selection) in SEARCH_ARMS.items():
+            est = self._fit_one(X_train, y_train, X_val, y_val, arm, preset=preset,
+                                search_strategy=strategy, selection=selection)
+            info = self.arms_[arm]
+            info["supernet_val"] = est.fit_info_["supernet_val"]["score"]
+            info["search_steps"] = est.fit_info_["search_steps"]
+            info["tune_steps"] = est.fit_info_["tune_steps"]
+            info["alpha_shift"] = est.fit_info_["alpha_shift"]
+            info["timings"] = {k: round(float(v), 3) for k, v in est.timings_.items()}
+            if arm == "darts-pt":
+                space = est.search_space_
+                argmax = est.argmax_architecture_
+                search_time = est.timings_["search_s"]
+        self._fit_one(X_train, y_train, X_val, y_val, "darts-argmax", preset=preset, architecture=argmax)
+        self.arms_["darts-argmax"]["fit_time_s"] += search_time  # it needs the darts search
+        for arm, ops in POINTS.items():
+            self._fit_one(X_train, y_train, X_val, y_val, arm, preset=preset, architecture=space.chain(ops))
+        # Random architectures: at least n_random, and enough to fill the slowest search arm's time.
+        budget = max(self.arms_[arm]["fit_time_s"] for arm in SEARCH_ARMS)
+        spent, i = 0.0, 0
+        while i < n_random or spent < budget:
+            arch = space.sample(seed=1000 * self.seed + i)
+            self._fit_one(X_train, y_train, X_val, y_val, f"random-{i}", preset=preset, architecture=arch)
+            spent += self.arms_[f"random-{i}"]["fit_time_s"]
+            i += 1
+        return self
+
+    def _fit_one(self, X_train, y_train, X_val, y_val, arm: str, **params):
+        from tabnas import TabNASClassifier, TabNASRegressor
+
+        cls = TabNASClassifier if self.is_classification else TabNASRegressor
+        started = time.perf_counter()
+        est = cls(random_state=self.seed, **params).fit(X_train, y_train, X_val=X_val, y_val=y_val)
+        self.arms_[arm] = {
+            "estimator": est,
+            "fit_time_s": time.perf_counter() - started,
+            "val_score": float(est.fit_info_["best_val"]["score"]),
+            "architecture": str(est.architecture_),
+            "ops": list(est.architecture_.ops),
+            "n_parameters": int(est.n_parameters_),
+        }
+        return est
+
+    @property
+    def _default(self):
+        return self.arms_[self.options.get("default", "darts-pt")]["estimator"]
+
+    def predict_proba(self, X):
+        return self._default.predict_proba(X)
+
+    def predict(self, X):
+        if self.is_classification:
+            return self.predict_proba(X).argmax(axis=1)
+        return self._default.predict(X)
+
+    def score_arms(self, X_test, y_test, task: str) -> dict[str, dict[str, Any]]:
+        """Every arm's test scores beside what it recorded at fit."""
+        from benchmarks.protocol import scores
+
+        out = {}
+        for arm, info in self.arms_.items():
+            est = info["estimator"]
+            if self.is_classification:
+                metrics = scores(task, y_test, proba=est.predict_proba(X_test))
+            else:
+                metrics = scores(task, y_test, pred=est.predict(X_test))
+            out[arm] = {
+                **{k: v for k, v in info.items() if k != "estimator"},
+                "fit_time_s": round(info["fit_time_s"], 3),
+                "test": metrics,
+            }
+        return out
+
+    def info(self):
+        est = self._default
+        return {"device": est.device_, "n_parameters": int(est.n_parameters_),
+                "architecture": est.architecture_.to_dict()}
+
+
+# ---- the report ----------------------------------------------------------------------------
+PRIMARY = {"binclass": ("accuracy", True), "multiclass": ("accuracy", True), "regression": ("rmse", False)}
+
+
+def summarise_job(arms: dict[str, dict[str, Any]], task: str, default: str) -> dict[str, Any]:
+    """One job's figures: each named arm's test score, and random search at equal time."""
+    metric, higher = PRIMARY[task]
+    test = {arm: info["test"][metric] for arm, info in arms.items()}
+    randoms = sorted((a for a in arms if a.startswith("random-")), key=lambda a: int(a.split("-")[1]))
+    out: dict[str, Any] = {f"test:{a}": test[a] for a in (*SEARCH_ARMS, "darts-argmax", *POINTS)}
+    out["test:random-median"] = statistics.median(test[a] for a in randoms)
+    for arm in SEARCH_ARMS:  # black-box random search in this arm's fit time (at least one)
+        budget, spent, chosen = arms[arm]["fit_time_s"], 0.0, []
+        for a in randoms:
+            spent += arms[a]["fit_time_s"]
+            if chosen and spent > budget:
+                break
+            chosen.append(a)
+        best = max(chosen, key=lambda a: arms[a]["val_score"])
+        out[f"test:random-search@{arm}"] = test[best]
+        out[f"n_random@{arm}"] = len(chosen)
+        out[f"gap:{arm}"] = arms[arm]["val_score"] - arms[arm]["supernet_val"]
+        out[f"time:{arm}"] = arms[arm]["fit_time_s"]
+        out[f"steps:{arm}"] = arms[arm]["search_steps"]
+        out[f"alpha_shift:{arm}"] = arms[arm]["alpha_shift"]
+    out["time:random-each"] = statistics.mean(arms[a]["fit_time_s"] for a in randoms)
+    out["time:darts-argmax"] = arms["darts-argmax"]["fit_time_s"]
+    for arm in POINTS:
+        out[f"time:{arm}"] = arms[arm]["fit_time_s"]
+    out["ops:darts-pt"] = arms["darts-pt"]["ops"]
+    out["ops:fixed-alpha-pt"] = arms["fixed-alpha-pt"]["ops"]
+    out["metric"], out["higher_is_better"] = metric, higher
+    return out
+
+
+COLUMNS = [
+    ("darts-pt", "test:darts-pt"),
+    ("fixed-α PT", "test:fixed-alpha-pt"),
+    ("darts argmax", "test:darts-argmax"),
+    ("random search = darts-pt time", "test:random-search@darts-pt"),
+    ("random search = fixed-α time", "test:random-search@fixed-alpha-pt"),
+    ("median random", "test:random-median"),
+    ("FT-T point", "test:ft-point"),
+    ("ResNet point", "test:resnet-point"),
+]
+
+
+def report(results: Path, default: str = "darts-pt") -> str:
+    rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if r.get("status") == "ok" and r.get("arms")]
+    by_dataset: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_dataset.setdefault(row["dataset"], []).append(
+            {**summarise_job(row["arms"], row["task"], default), "task": row["task"],
+             "n_train": row.get("n_train")}
+        )
+    lines = [
+        "| dataset | task (metric) | seeds | " + " | ".join(name for name, _ in COLUMNS) + " |",
+        "|---" * (3 + len(COLUMNS)) + "|",
+    ]
+    tally = {"median": {}, "random-search": {}, "argmax": {}, "ft": {}, "resnet": {}}
+    gaps, times = [], []
+    for dataset, jobs in sorted(by_dataset.items()):
+        metric, higher = jobs[0]["metric"], jobs[0]["higher_is_better"]
+        mean = {key: float(np.mean([j[key] for j in jobs])) for _, key in COLUMNS}
+        std = {key: float(np.std([j[key] for j in jobs])) for _, key in COLUMNS}
+        best = max(mean.values()) if higher else min(mean.values())
+        cells = []
+        for _, key in COLUMNS:
+            text = f"{mean[key]:.4g} ± {std[key]:.2g}"
+            cells.append(f"**{text}**" if mean[key] == best else text)
+        lines.append(f"| {dataset} | {jobs[0]['task']} ({metric}) | {len(jobs)} | " + " | ".join(cells) + " |")
+        for arm in SEARCH_ARMS:
+            sign = 1 if higher else -1
+            own = mean[f"test:{arm}"]
+            for name, key in (("median", "test:random-median"), ("random-search", f"test:random-search@{arm}"),
+                              ("argmax", "test:darts-argmax"), ("ft", "test:ft-point"), ("resnet", "test:resnet-point")):
+                tally[name].setdefault(arm, [0, 0, 0])
+                diff = sign * (own - mean[key])
+                tally[name][arm][0 if diff > 0 else 1 if diff == 0 else 2] += 1
+            gaps.append((dataset, arm, float(np.mean([j[f"gap:{arm}"] for j in jobs]))))
+        times.append((dataset, {k: float(np.mean([j[k] for j in jobs])) for k in jobs[0] if k.startswith("time:")},
+                      {k: float(np.mean([j[k] for j in jobs])) for k in jobs[0] if k.startswith(("n_random@", "steps:", "alpha_shift:"))}))
+    out = ["## Test scores (mean ± std over seeds; best of the row in bold)", "", *lines, ""]
+    out += ["## Wins / ties / losses of each search arm (by mean test score per dataset)", "",
+            "| search arm | vs median random | vs random search at equal time | vs darts argmax | vs FT-T point | vs ResNet point |",
+            "|---|---|---|---|---|---|"]
+    for arm in SEARCH_ARMS:
+        out.append(f"| {arm} | " + " | ".join("{}/{}/{}".format(*tally[name][arm]) for name in tally) + " |")
+    out += ["", "## Discretisation gap (val score of the retrained selection minus the supernet's; "
+            "score = accuracy, or −RMSE in standardised units for regression)", "",
+            "| dataset | arm | gap |", "|---|---|---|"]
+    out += [f"| {d} | {a} | {g:+.4f} |" for d, a, g in gaps]
+    out += ["", "## Time (mean seconds per fit, 2 CPU cores) and search figures", "",
+            "| dataset | " + " | ".join(sorted(times[0][1])) + " | " + " | ".join(sorted(times[0][2])) + " |",
+            "|---" * (1 + len(times[0][1]) + len(times[0][2])) + "|"]
+    for dataset, t, extra in times:
+        out.append(f"| {dataset} | " + " | ".join(f"{t[k]:.1f}" for k in sorted(t)) + " | "
+                   + " | ".join(f"{extra[k]:.3g}" for k in sorted(extra)) + " |")
+    op_counts: dict[str, dict[str, int]] = {}
+    for jobs in by_dataset.values():
+        for j in jobs:
+            for arm in SEARCH_ARMS:
+                for op in j[f"ops:{arm}"]:
+                    op_counts.setdefault(arm, {}).setdefault(op, 0)
+                    op_counts[arm][op] += 1
+    out += ["", "## Ops kept by each search arm (all datasets and seeds)", ""]
+    out += [f"- {arm}: " + ", ".join(f"{op} {n}" for op, n in sorted(c.items(), key=lambda x: -x[1]))
+            for arm, c in op_counts.items()]
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str] | None = None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("results_dir", type=Path, help="the --out folder of a search_value run")
+    args = parser.parse_args(argv)
+    text = report(args.results_dir / "results.jsonl")
+    (args.results_dir / "search_value.md").write_text(text)
+    print(text)
+    return text
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""The supernet trainer: faithful scoring, a search that stops when it has learnt, PT's
+tuning budget, and second-order DARTS through the trainer's own loss."""
+
+import pytest
+import torch
+
+from tabnas.devices import resolve_device
+from tabnas.nas.ops import OpSettings
+from tabnas.nas.space import SearchSpace
+from tabnas.nas.strategies import SecondOrderDARTS, make_strategy
+from tabnas.nas.supernet import SuperNetwork
+from tabnas.training.data import TensorData
+from tabnas.training.history import History
+from tabnas.training.loop import Deadline, Task
+from tabnas.training.search import SearchConfig, SupernetTrainer
+
+OPS = ("attention", "ffn", "resnet", "linear", "skip", "none")
+
+
+def classification_data(n, seed):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 3, generator=g)
+    y = ((x[:, 0] * x[:, 1] + x[:, 2]) > 0).long()
+    return TensorData(x, torch.zeros(n, 0, dtype=torch.long), y)
+
+
+def trainer(strategy="darts", seed=0, **config):
+    torch.manual_seed(seed)
+    settings = OpSettings(d_token=8, n_heads=2, resnet_d_hidden=16, resnet_dropout=0.3, ffn_dropout=0.2)
+    space = SearchSpace(n_cells=1, n_nodes=2, node_inputs=2, ops=OPS, settings=settings)
+    net = SuperNetwork(space=space, n_num_features=3, cat_cardinalities=[], d_out=2)
+    defaults = dict(batch_size=32, lr=3e-3, weight_decay=1e-5, min_steps=10, max_steps=40, warmup_steps=0, patience=2)
+    return SupernetTrainer(
+        net,
+        make_strategy(strategy).bind(net),
+        weight_data=classification_data(160, seed + 1),
+        arch_data=classification_data(96, seed + 2),
+        task=Task("classification", 2),
+        config=SearchConfig(**{**defaults, **config}),
+        device=resolve_device("cpu"),
+        generator=torch.Generator().manual_seed(seed),
+        history=History(),
+    )
+
+
+def buffers(module):
+    return {name: b.clone() for name, b in module.named_buffers()}
+
+
+def test_scoring_writes_no_buffer_and_ignores_what_ran_before():
+    t = trainer()
+    t.search(Deadline(None))
+    weights = t.supernet.default_weights().detach()
+    before = buffers(t.supernet)
+    first = t.evaluate(weights)
+    t._cache = None  # force a fresh pass
+    second = t.evaluate(weights)
+    assert first == second
+    for name, value in buffers(t.supernet).items():
+        assert torch.equal(value, before[name]), name
+
+    # Passes that move BatchNorm's running statistics (train-mode forwards, as the
+    # architecture steps make) change nothing in the scores.
+    with torch.no_grad():
+        t.supernet.train()
+        for _ in range(5):
+            t.supernet(torch.randn(64, 3) * 5 + 3, torch.zeros(64, 0, dtype=torch.long), weights=weights)
+    assert any(not torch.equal(v, before[n]) for n, v in buffers(t.supernet).items())
+    t._cache = None
+    assert t.evaluate(weights) == first
+    # Scoring runs with dropout off: the supernet ends in the mode it started in.
+    assert t.supernet.training
+
+
+def test_scoring_uses_every_row_of_a_small_architecture_half_and_caps_a_large_one():
+    assert len(trainer().score_data) == 96
+    assert len(trainer(max_score_rows=50).score_data) == 50
+
+
+def test_search_runs_between_min_and_max_steps_and_stops_on_patience():
+    t = trainer(min_steps=10, max_steps=400, patience=2, eval_every=5, lr=1e-2)
+    steps = t.search(Deadline(None))
+    rows = t.history.phase("search")
+    losses = [r["val_loss"] for r in rows]
+    assert 10 <= steps < 400 and steps == rows[-1]["step"]
+    best = min(range(len(losses)), key=losses.__getitem__)
+    # Stopped exactly `patience` evaluations after the best one (or at min_steps).
+    assert len(losses) - 1 - best == 2 or steps == 10
+    assert all(r["step"] % 5 == 0 for r in rows)
+
+    capped = trainer(min_steps=10, max_steps=15, patience=100, eval_every=5)
+    assert capped.search(Deadline(None)) == 15
+    at_least_one = trainer()
+    assert at_least_one.search(Deadline(0.0)) >= 1  # an expired deadline still makes a step
+
+
+def test_alpha_learns_under_darts_and_stays_uniform_under_fixed_alpha():
+    darts = trainer("darts", max_steps=60, min_steps=60)
+    darts.search(Deadline(None))
+    assert darts.history.phase("search")[-1]["alpha_shift"] > 0.1
+    fixed = trainer("fixed-alpha", max_steps=60, min_steps=60)
+    fixed.search(Deadline(None))
+    row = fixed.history.phase("search")[-1]
+    assert row["alpha_shift"] == 0.0 and not row["arch_steps"]
+    assert torch.allclose(torch.tensor(row["weights"]), torch.full((1, 3, len(OPS)), 1 / len(OPS)))
+
+
+def test_tuning_is_counted_in_steps_capped_by_the_search_and_anneals_the_lr():
+    t = trainer(min_steps=40, max_steps=40, tune_steps=30, max_tune_share=0.5)
+    t.search(Deadline(None))
+    assert t.start_tuning(n_decisions=4) == 5  # 0.5 * 40 steps / 4 decisions
+    steps = t.steps
+    lrs = []
+    for _ in range(4):
+        t.tune()
+        lrs.append(t.optimizer.param_groups[0]["lr"])
+    assert t.steps - steps == 20
+    assert lrs == sorted(lrs, reverse=True)
+    assert lrs[0] < 3e-3 * 0.1 and lrs[-1] == pytest.approx(3e-3 * 0.04, rel=0.05)
+    assert len(t.history.phase("select")) == 4
+
+
+def test_virtual_step_is_the_step_adamw_really_takes():
+    t = trainer()
+    t.search(Deadline(None))  # AdamW has moments now
+    params = {n: p for n, p in t.supernet.named_parameters() if n != "alpha"}
+    grads = {n: torch.randn_like(p) * 1e-2 for n, p in params.items()}
+    stepped, xi = t.virtual_step(grads)
+    t.optimizer.zero_grad()
+    for name, p in params.items():
+        p.grad = grads[name].clone()
+    t.optimizer.step()
+    for name, p in params.items():
+        assert torch.allclose(p.detach(), stepped[name], rtol=1e-5, atol=1e-7), name
+        assert xi[name].shape == p.shape and bool((xi[name] > 0).all())
+
+
+def test_second_order_darts_through_the_trainers_own_loss_with_dropout_on():
+    t = trainer("darts2", lr=0.05)
+    t.search(Deadline(None))
+    strategy = t.strategy
+    assert isinstance(strategy, SecondOrderDARTS)
+    net, alpha = t.supernet, t.supernet.alpha
+    train, val = t.weight_data[torch.arange(48)], t.arch_data[torch.arange(48)]
+    net.train()  # dropout on, as in the search
+
+    torch.manual_seed(123)
+    approx, stats = strategy.arch_gradient(t.loss, train, val, virtual_step=t.virtual_step)
+
+    # The exact derivative of L_val(w'(alpha), alpha), w' = the AdamW step for
+    # grad_w L_train(w, alpha), with the same dropout masks (same seed, same order).
+    torch.manual_seed(123)
+    named = [(n, p) for n, p in net.named_parameters() if n != "alpha"]
+    names, weights = [n for n, _ in named], [p for _, p in named]
+    train_loss = t.loss(train, torch.softmax(alpha, -1))
+    grads = torch.autograd.grad(train_loss, weights, create_graph=True, allow_unused=True)
+    grads = [torch.zeros_like(w) if g is None else g for g, w in zip(grads, weights)]
+    _, xi = t.virtual_step({n: g.detach() for n, g in zip(names, grads)})
+    stepped, _ = t.virtual_step({n: g.detach() for n, g in zip(names, grads)})
+    # w' as a differentiable function of the gradient, with slope -xi.
+    virtual = {n: stepped[n] - xi[n] * (g - g.detach()) for n, g in zip(names, grads)}
+    val_loss = t.loss(val, torch.softmax(alpha, -1), virtual)
+    (exact,) = torch.autograd.grad(val_loss, [alpha])
+
+    torch.manual_seed(124)
+    other_masks, _ = strategy.arch_gradient(t.loss, train, val, virtual_step=t.virtual_step)
+    assert not torch.allclose(other_masks, approx)  # dropout is really on
+    assert torch.allclose(approx, exact, rtol=1e-4, atol=1e-7), (approx - exact).norm() / exact.norm()
+    assert stats["second_order_ratio"] > 0
