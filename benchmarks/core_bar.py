@@ -9,6 +9,10 @@
    early stopping (50 rounds) on the same validation split: test RMSE in $100,000 and fit
    time of each, in one run.
 
+With ``--with-ft-transformer`` (meant for a GPU: about 20 minutes on 2 CPU cores) the
+harness's FT-Transformer (Gorishniy defaults and loop) is fitted on the same California
+split too, so the estimator's fit time can be read beside it.
+
 Prints a markdown table and writes ``results.json`` and the plots of the California fit.
 """
 
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import time
@@ -55,7 +60,7 @@ def breast_cancer() -> dict:
     }
 
 
-def california(index_path, out: Path) -> list[dict]:
+def california(index_path, out: Path, *, with_ft_transformer: bool = False) -> list[dict]:
     import lightgbm as lgb
 
     data = load_local("california_housing", index_path)
@@ -81,6 +86,18 @@ def california(index_path, out: Path) -> list[dict]:
         plotting.plot_learning_curves(reg, out / "learning_curves.png")
     except ImportError:
         pass
+    rows = []
+    if with_ft_transformer:
+        from benchmarks.nn_baselines import FTTransformerModel
+
+        started = time.perf_counter()
+        ft = FTTransformerModel(task="regression", n_classes=None, seed=0, threads=torch.get_num_threads())
+        ft.fit(X_train, y_train.to_numpy(), X_val, y_val.to_numpy())
+        rows.append({
+            "dataset": "california_housing", "model": "FT-Transformer (rtdl, Gorishniy defaults)",
+            "metric": "rmse ($100k)", "score": rmse(ft.predict(X_test), y_test),
+            "fit_time_s": time.perf_counter() - started, "n_train": len(X_train), **ft.info(),
+        })
     return [
         {
             "dataset": "california_housing", "model": "lightgbm (defaults, early stopping 50)",
@@ -92,7 +109,9 @@ def california(index_path, out: Path) -> list[dict]:
             "metric": "rmse ($100k)", "score": rmse(reg.predict(X_test), y_test),
             "fit_time_s": reg_s, "n_train": len(X_train), "architecture": str(reg.architecture_),
             "n_parameters": reg.n_parameters_, "timings": reg.timings_, "peak_rss_mb": peak_rss_mb(),
+            "device": reg.device_, "fit_info": {k: v for k, v in reg.fit_info_.items() if k != "best_val"},
         },
+        *rows,
     ]
 
 
@@ -100,19 +119,23 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="results/core-bar", help="folder for results.json and plots")
     parser.add_argument("--datasets-index", default=None, help=f"dataset index (default: {default_index_path()})")
+    parser.add_argument("--with-ft-transformer", action="store_true",
+                        help="also fit FT-Transformer on the California split (slow on a CPU)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = [breast_cancer(), *california(args.datasets_index, out)]
+    rows = [breast_cancer(), *california(args.datasets_index, out, with_ft_transformer=args.with_ft_transformer)]
     report = {
         "rows": rows,
         "machine": {
             "platform": platform.platform(), "cpu_threads": torch.get_num_threads(),
             "tabnas": tabnas.__version__, "torch": torch.__version__, "sklearn": sklearn.__version__,
+            "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "load_average": os.getloadavg()[0],
         },
         "date": time.strftime("%Y-%m-%d"),
     }
-    (out / "results.json").write_text(json.dumps(report, indent=2))
+    (out / "results.json").write_text(json.dumps(report, indent=2, default=str))
     print("| dataset | model | metric | score | fit time (s) |")
     print("|---|---|---|---|---|")
     for r in rows:

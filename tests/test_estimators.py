@@ -261,3 +261,32 @@ def test_verbose_shows_progress_bars_and_the_library_never_prints(cancer, capsys
     assert any("selected in" in record.getMessage() for record in caplog.records)
     TabNASClassifier(**{**FAST, "max_epochs": 3}).fit(X, y)
     assert capsys.readouterr().err == ""
+
+
+def test_a_given_architecture_is_trained_without_a_search(cancer):
+    X, y = cancer
+    space = TabNASClassifier(preset="fast").search_space()
+    point = space.chain(["attention", "ffn"])
+    clf = TabNASClassifier(**{**FAST, "max_epochs": 5}, architecture=point).fit(X[:200], y[:200])
+    assert clf.architecture_ == point and clf.argmax_architecture_ is None
+    assert {row["phase"] for row in clf.history_} == {"retrain"}
+    assert clf.timings_["search_s"] == clf.timings_["selection_s"] == 0.0
+    assert clf.selection_trace_ == []
+
+
+def test_strategy_and_selector_instances_are_parameters(cancer):
+    from tabnas.nas.selection import PerturbationSelector
+    from tabnas.nas.strategies import DARTS
+
+    X, y = cancer
+    strategy, selector = DARTS(lr=0.05), PerturbationSelector(criterion="loss")
+    clf = TabNASClassifier(**{**FAST, "max_epochs": 3}, search_strategy=strategy, selection=selector)
+    clf.fit(X[:200], y[:200])
+    assert strategy.supernet is None  # the instance was copied, not used
+    assert {r["criterion"] for r in clf.selection_trace_ if r["kind"] == "op"} == {"loss"}
+    assert clf.fit_info_["alpha_shift"] > 0.1  # lr 0.05 moved alpha
+    copy = clone(clf)
+    assert copy.search_strategy is not strategy and copy.search_strategy.lr == 0.05
+    assert "DARTS(lr=0.05" in repr(clf)
+    with pytest.raises(ValueError, match="search_strategy"):
+        TabNASClassifier(search_strategy=object()).fit(X[:50], y[:50])

@@ -22,11 +22,15 @@ class TabNASClassifier(ClassifierMixin, BaseTabNAS):
     Parameters
     ----------
     preset : {"fast", "medium", "best"}, default="medium"
-        The budget: width, depth, epochs and patience.
-    search_strategy : {"darts", "darts2"}, default="darts"
-        First-order DARTS or second-order (unrolled) DARTS.
-    selection : {"pt", "argmax"}, default="pt"
+        The budget: width, depth, search steps, epochs and patience.
+    search_strategy : {"darts", "fixed-alpha", "darts2"} or SearchStrategy, default="darts"
+        First-order DARTS, α frozen at uniform (PT does all the choosing), or
+        second-order DARTS; or a configured strategy such as ``DARTS(lr=3e-3)``.
+    selection : {"pt", "argmax"} or Selector, default="pt"
         PT-DARTS perturbation-based selection, or the DARTS argmax rule.
+    architecture : Architecture, default=None
+        Skip the search and train this network (for example a point of
+        ``search_space()``: ``est.search_space().chain(["attention", "ffn"])``).
     time_limit : float, default=None
         Seconds shared by search, selection and retraining; ``fit`` returns within it plus
         one epoch.
@@ -36,6 +40,8 @@ class TabNASClassifier(ClassifierMixin, BaseTabNAS):
     categorical_features : array-like of str, int or bool, default=None
         The categorical columns. ``None`` takes pandas ``category``, ``object``, ``string``
         and ``bool`` columns.
+    max_search_steps : int, default=None
+        Override the preset's largest number of weight steps in the search.
     max_epochs, patience, batch_size : int, default=None
         Override the preset's retraining epochs, early-stopping patience and batch size.
     device : str, default="auto"
@@ -50,6 +56,9 @@ class TabNASClassifier(ClassifierMixin, BaseTabNAS):
     classes_ : ndarray of shape (n_classes,)
     architecture_ : Architecture
         The selected architecture; ``str()`` describes it, ``to_dict()`` serialises it.
+    argmax_architecture_ : Architecture or None
+        What DARTS's argmax rule picks from the α at the end of the search (``None``
+        when ``architecture`` was given): the baseline the selection is compared with.
     model_ : torch.nn.Module
         The trained network (on the CPU).
     history_ : History
@@ -60,13 +69,16 @@ class TabNASClassifier(ClassifierMixin, BaseTabNAS):
     feature_names_in_ : ndarray of str
     timings_ : dict
         Seconds spent in each phase.
+    fit_info_ : dict
+        Sizes of the splits, the search's steps and α movement, the supernet's own
+        validation scores (``supernet_val``) and the retrained model's (``best_val``).
 
     Examples
     --------
     >>> from sklearn.datasets import load_breast_cancer
     >>> from tabnas import TabNASClassifier
     >>> X, y = load_breast_cancer(return_X_y=True)
-    >>> clf = TabNASClassifier(preset="fast", max_epochs=5, random_state=0).fit(X, y)
+    >>> clf = TabNASClassifier(preset="fast", max_search_steps=40, max_epochs=5, random_state=0).fit(X, y)
     >>> clf.predict_proba(X[:2]).shape
     (2, 2)
     """

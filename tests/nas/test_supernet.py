@@ -99,3 +99,27 @@ def test_explicit_weights_are_used_as_given_so_fixed_edges_can_be_perturbed():
 def test_to_architecture_requires_every_edge_decided():
     with pytest.raises(RuntimeError, match="every edge"):
         make().to_architecture()
+
+
+def test_ops_with_zero_weight_are_not_run():
+    net = make()
+    calls = {name: 0 for name in net.space.ops}
+    for cell in net.cells:
+        for mixed in cell:
+            for name, op in mixed.ops.items():
+                op.register_forward_hook(lambda *_, name=name: calls.__setitem__(name, calls[name] + 1))
+    weights = torch.zeros(2, 3, 6)
+    weights[..., net.space.ops.index("ffn")] = 1.0  # a one-path mixture: only ffn weighs
+    weights[0, 0, net.space.ops.index("attention")] = 0.5
+    net(*batch(), weights=weights)
+    assert calls["ffn"] == 6 and calls["attention"] == 1
+    assert calls["resnet"] == calls["linear"] == calls["skip"] == 0
+
+
+def test_trial_decisions_are_undone():
+    net = make()
+    with net.trial_decisions():
+        net.fix_edge(0, 1, "ffn")
+        net.remove_edge(1, 0)
+        assert net.is_fixed(0, 1)
+    assert not net.fixed.any() and net.kept.all()

@@ -1,5 +1,6 @@
 """Batching, the epoch loop, early stopping, history and optimizer groups."""
 
+import pytest
 import torch
 from torch import nn
 
@@ -102,3 +103,20 @@ def test_parameter_groups_skip_decay_for_biases_norms_and_excluded():
     assert decay["weight_decay"] == 0.1 and plain["weight_decay"] == 0.0
     assert len(plain["params"]) == 3  # linear bias, norm weight and bias
     assert all(p is not extra for group in (decay, plain) for p in group["params"])
+
+
+def test_budget_gives_each_phase_a_deadline_counted_from_the_start():
+    from tabnas.training.loop import Budget
+
+    now = [100.0]
+    budget = Budget(10.0, clock=lambda: now[0])
+    now[0] = 102.0  # preprocessing took 2 s of the budget
+    search = budget.until(0.35)
+    assert search.remaining() == 1.5 and not search.expired()
+    now[0] = 103.6
+    assert search.expired()
+    selection = budget.until(0.55)
+    assert selection.remaining() == pytest.approx(1.9)
+    now[0] = 111.0
+    assert budget.until(1.0).expired() and budget.elapsed() == 11.0
+    assert not Budget(None, clock=lambda: now[0]).until(0.35).expired()
