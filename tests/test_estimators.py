@@ -51,7 +51,7 @@ def test_fitted_attributes_describe_the_run(fitted_mixed):
     assert search[-1]["alpha_shift"] == clf.fit_info_["alpha_shift"] > 0
     assert 0.0 <= clf.fit_info_["supernet_val"]["accuracy"] <= 1.0  # the discretisation gap
     assert clf.search_space_.contains(clf.argmax_architecture_)
-    ops = [r for r in clf.selection_trace_ if r["kind"] == "op"]
+    ops = [r for r in clf.selection_trace_ if r.kind == "op"]
     assert len(ops) == 2 * 3  # every edge of every cell decided by PT
     assert isinstance(clf.architecture_, Architecture)
     assert clf.search_space_.contains(clf.architecture_)
@@ -156,7 +156,7 @@ def test_time_limit_cuts_every_phase_at_an_epoch_boundary(cancer):
     # one decision) and hands over; selection falls back to argmax for the rest.
     clf = TabNASClassifier(preset="medium", time_limit=1e-3, device="cpu", random_state=0).fit(X, y)
     assert len(clf.history_.phase("search")) == 1 < 10
-    assert clf.selection_trace_ and clf.selection_trace_[-1]["kind"] == "fallback"
+    assert clf.selection_trace_ and clf.selection_trace_[-1].kind == "fallback"
     assert len(clf.history_.phase("select")) == 0
     assert len(clf.history_.phase("retrain")) == 1 and clf.fit_info_["stopped_by"] == "time_limit"
     assert clf.predict(X[:3]).shape == (3,)
@@ -283,7 +283,7 @@ def test_strategy_and_selector_instances_are_parameters(cancer):
     clf = TabNASClassifier(**{**FAST, "max_epochs": 3}, search_strategy=strategy, selection=selector)
     clf.fit(X[:200], y[:200])
     assert strategy.supernet is None  # the instance was copied, not used
-    assert {r["criterion"] for r in clf.selection_trace_ if r["kind"] == "op"} == {"loss"}
+    assert {r.criterion for r in clf.selection_trace_ if r.kind == "op"} == {"loss"}
     assert clf.fit_info_["alpha_shift"] > 0.1  # lr 0.05 moved alpha
     copy = clone(clf)
     assert copy.search_strategy is not strategy and copy.search_strategy.lr == 0.05

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import ast
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from sklearn.exceptions import NotFittedError
 
 from tabnas import TabNASClassifier, TabNASRegressor
+from tabnas.nas.selection import Fallback, InputDecision, OpDecision
 from tabnas.nas.space import SearchSpace
 from tabnas.training.history import History
 
@@ -72,8 +75,8 @@ def test_selection_trace(fitted, tmp_path):
     fig = plot_selection_trace(fitted, path)
     assert_png(path)
     trace = fitted.selection_trace_
-    op_rows = [row for row in trace if row["kind"] == "op"]
-    input_rows = [row for row in trace if row["kind"] == "input"]
+    op_rows = [row for row in trace if row.kind == "op"]
+    input_rows = [row for row in trace if row.kind == "input"]
     assert len(op_rows) == fitted.search_space_.n_cells * fitted.search_space_.n_edges
     # fast keeps both inputs of its two nodes, so there is no input pruning to draw
     assert not input_rows
@@ -128,12 +131,15 @@ def synthetic_regressor(trace):
     history = History()
     for epoch in range(4):
         weights = rng.dirichlet(np.ones(len(space.ops)), size=(1, space.n_edges))
+        fixed = np.zeros((1, space.n_edges), dtype=bool)
         if epoch == 3:  # PT fixed edge 0 to its first op
             weights[0, 0] = np.eye(len(space.ops))[0]
+            fixed[0, 0] = True
         history.record(
             phase="search" if epoch < 3 else "select", epoch=epoch, train_loss=1.0 / (epoch + 1),
             val_loss=1.2 / (epoch + 1), val_rmse=1.1 / (epoch + 1), val_score=-1.1 / (epoch + 1),
-            arch_steps=epoch > 0, weights=weights.tolist(),
+            arch_steps=epoch > 0, weights=weights.tolist(), fixed=fixed.tolist(),
+            removed=np.zeros_like(fixed).tolist(),
         )
     for epoch in range(3):
         history.record(
@@ -146,13 +152,13 @@ def synthetic_regressor(trace):
 
 
 def test_regressor_labels(tmp_path):
+    base = {"loss": 1.0}
     trace = [
-        {"kind": "op", "step": 0, "cell": 0, "edge": 0, "source": 0, "target": 1,
-         "criterion": "loss", "damage": {"attention": 0.3, "ffn": -0.1, "skip": 0.0},
-         "kept": "attention"},
-        {"kind": "input", "step": 1, "cell": 0, "target": 2, "criterion": "loss",
-         "damage": {"0->2": 0.01, "1->2": 0.2}, "removed": "0->2"},
-        {"kind": "fallback", "step": 2, "reason": "time_limit"},
+        OpDecision(step=0, cell=0, edge=0, source=0, target=1, criterion="loss", base=base,
+                   scores={}, damage={"attention": 0.3, "ffn": -0.1, "skip": 0.0}, kept="attention"),
+        InputDecision(step=1, cell=0, target=2, criterion="loss", base=base, scores={},
+                      damage={0: 0.01, 1: 0.2}, removed=0),
+        Fallback(step=2, reason="time_limit"),
     ]
     est = synthetic_regressor(trace)
     curves = plot_learning_curves(est, tmp_path / "curves.png")
@@ -168,6 +174,21 @@ def test_regressor_labels(tmp_path):
 
 
 def test_trace_without_decisions():
-    est = synthetic_regressor([{"kind": "fallback", "step": 0, "reason": "time_limit"}])
+    est = synthetic_regressor([Fallback(step=0, reason="time_limit")])
     with pytest.raises(ValueError, match="time limit"):
         plot_selection_trace(est)
+
+
+def test_plotting_modules_import_the_op_and_node_vocabulary_from_nas():
+    import tabnas.plotting
+
+    package = Path(tabnas.plotting.__file__).parent
+    sources = {path.name: path.read_text() for path in package.glob("*.py")}
+    assert {"weights.py", "trace.py", "curves.py", "_common.py"} <= set(sources)
+    for name, text in sources.items():
+        tree = ast.parse(text)
+        defined = {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)}
+        assert not defined & {"node_name", "edge_name", "_node", "_edge_label"}, name
+        assert '"none"' not in text, f"{name} spells the none op itself"
+    assert "from tabnas.nas.space import edge_name" in sources["weights.py"]
+    assert "from tabnas.nas.selection.trace import" in sources["trace.py"]

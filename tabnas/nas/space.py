@@ -258,11 +258,17 @@ class Architecture:
             for target, inputs in enumerate(cell, start=1):
                 if target not in live:
                     continue
-                rhs = " + ".join(f"{e.op}({_node_name(e.source)})" for e in inputs)
-                terms.append(f"{_node_name(target)} = {rhs}")
+                rhs = " + ".join(f"{e.op}({node_name(e.source)})" for e in inputs)
+                terms.append(f"{node_name(target)} = {rhs}")
             lines.append(f"  cell {c}: " + "; ".join(terms))
         return "\n".join(lines)
 
 
-def _node_name(index: int) -> str:
+def node_name(index: int) -> str:
+    """Node 0 of a cell is its input ``in``; node ``k`` is ``nk``."""
     return "in" if index == 0 else f"n{index}"
+
+
+def edge_name(source: int, target: int) -> str:
+    """``edge_name(0, 2) == "in->n2"``."""
+    return f"{node_name(source)}->{node_name(target)}"

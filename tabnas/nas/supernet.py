@@ -8,8 +8,8 @@ from typing import Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
-from tabnas.nas.ops import NONE_OP, make_op
 from tabnas.nas.network import TokenNetwork
+from tabnas.nas.ops import NONE_OP, make_op
 from tabnas.nas.space import Architecture, Edge, SearchSpace
 
 

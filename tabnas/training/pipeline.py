@@ -16,7 +16,7 @@ from torch import nn
 
 from tabnas.devices import DeviceConfig
 from tabnas.nas.network import DiscreteNetwork
-from tabnas.nas.selection import SelectionContext, Selector, argmax_select, make_selector
+from tabnas.nas.selection import Decision, SelectionContext, Selector, argmax_select, make_selector
 from tabnas.nas.space import Architecture, SearchSpace
 from tabnas.nas.strategies import SearchStrategy, make_strategy
 from tabnas.nas.supernet import SuperNetwork
@@ -89,7 +89,7 @@ class NASResult:
     architecture: Architecture
     model: nn.Module
     history: History
-    selection_trace: list[dict[str, Any]]
+    selection_trace: list[Decision]
     retrain: FitResult
     timings: dict[str, float] = field(default_factory=dict)
     search_info: dict[str, Any] = field(default_factory=dict)
@@ -131,7 +131,7 @@ def search(
 def select(
     plan: FitPlan, outcome: SearchOutcome, *, seed: int, budget: Budget,
     callbacks: list[Callback] = (),
-) -> tuple[Architecture, list[dict[str, Any]]]:
+) -> tuple[Architecture, list[Decision]]:
     """Turn the trained supernet into an :class:`Architecture` with the plan's selector."""
     selector = make_selector(plan.selection)
     trainer = outcome.trainer
@@ -190,7 +190,7 @@ def search_select_retrain(
     generator = torch.Generator().manual_seed(seed)
     shapes = Shapes(n_num_features, tuple(cat_cardinalities), task.d_out)
     bars: list[ProgressBar] = []
-    trace: list[dict[str, Any]] = []
+    trace: list[Decision] = []
     info: dict[str, Any] = {}
 
     mark = budget.elapsed()

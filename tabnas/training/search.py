@@ -229,6 +229,8 @@ class SupernetTrainer:
             **arch_stats,
             alpha_shift=float((self.supernet.alpha.detach() - self.alpha_start).abs().max()),
             weights=self.supernet.default_weights().detach().cpu().tolist(),
+            fixed=self.supernet.fixed.cpu().tolist(),
+            removed=(self.supernet.fixed & ~self.supernet.kept.any(-1)).cpu().tolist(),
             time_s=time.perf_counter() - started,
         )
         for callback in self.callbacks:

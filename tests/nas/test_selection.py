@@ -4,7 +4,12 @@ import pytest
 import torch
 
 from tabnas.nas.ops import OpSettings
-from tabnas.nas.selection import ArgmaxSelector, PerturbationSelector, SelectionContext, make_selector
+from tabnas.nas.selection import (
+    ArgmaxSelector,
+    PerturbationSelector,
+    SelectionContext,
+    make_selector,
+)
 from tabnas.nas.space import SearchSpace
 from tabnas.nas.supernet import SuperNetwork
 
@@ -58,14 +63,14 @@ def test_pt_keeps_the_necessary_op_where_argmax_keeps_skip():
     arch, trace = selector.select(
         net, SelectionContext(evaluate=evaluate, tune=lambda: tunes.append(1), seed=0)
     )
-    op_rows = [r for r in trace if r["kind"] == "op"]
+    op_rows = [r for r in trace if r.kind == "op"]
     assert len(op_rows) == 6
     for row in op_rows:
-        assert row["kept"] == needed[(row["cell"], row["edge"])]
-        assert max(row["damage"], key=row["damage"].get) == row["kept"]
-        assert "none" not in row["scores"]  # masking 'none' changes nothing
-    input_rows = [r for r in trace if r["kind"] == "input"]
-    assert {(r["cell"], r["removed"]) for r in input_rows} == {(0, "0->2"), (1, "1->2")}
+        assert row.kept == needed[(row.cell, row.edge)]
+        assert max(row.damage, key=row.damage.get) == row.kept
+        assert "none" not in row.scores  # masking 'none' changes nothing
+    input_rows = [r for r in trace if r.kind == "input"]
+    assert {(r.cell, r.removed) for r in input_rows} == {(0, 0), (1, 1)}  # source nodes removed
     assert arch.cells[0][1][0].source == 1 and arch.cells[0][1][0].op == "attention"
     assert arch.cells[1][1][0].source == 0 and arch.cells[1][1][0].op == "ffn"
     assert "cell 1: n2 = ffn(in)" in str(arch)  # n1 of cell 1 is dead and not shown
@@ -83,7 +88,7 @@ def test_pt_edge_order_is_random_but_seeded():
     for seed in (0, 0, 1):
         evaluate, _ = planted({})
         _, trace = PerturbationSelector().select(supernet(), SelectionContext(evaluate=evaluate, seed=seed))
-        orders.append([(r["cell"], r["edge"]) for r in trace if r["kind"] == "op"])
+        orders.append([(r.cell, r.edge) for r in trace if r.kind == "op"])
     assert orders[0] == orders[1]
     assert orders[0] != orders[2]
     assert sorted(orders[0]) == sorted(orders[2])
@@ -104,13 +109,12 @@ def test_time_limit_falls_back_to_argmax_for_the_rest():
         return count["n"] > 2
 
     arch, trace = PerturbationSelector().select(supernet(), SelectionContext(evaluate=evaluate, expired=expired))
-    assert trace[-1]["kind"] == "fallback"
-    assert 1 <= len([r for r in trace if r["kind"] == "op"]) < 6
+    assert isinstance(trace[-1], Fallback) and trace[-1].reason == "time_limit"
+    assert 1 <= len([r for r in trace if r.kind == "op"]) < 6
     assert len(arch.cells) == 2
 
 
 def test_criterion_comes_from_the_context_unless_the_selector_sets_it():
-    net = supernet()
     calls = []
 
     def evaluate(weights):  # accuracy says keep 'ffn' on every edge, loss says 'linear'
@@ -139,3 +143,15 @@ def test_unknown_selector_and_criterion():
     made = make_selector(configured)
     assert made is not configured and made.criterion == "accuracy"
     assert repr(made) == "PerturbationSelector(criterion='accuracy')"
+
+
+def test_trace_records_become_json_safe_dicts():
+    import json
+
+    evaluate, _ = planted({(0, 0): "ffn"}, {})
+    _, trace = PerturbationSelector(criterion="loss").select(supernet(), SelectionContext(evaluate=evaluate))
+    rows = trace_to_dicts(trace)
+    assert [row["kind"] for row in rows] == [r.kind for r in trace]
+    first = next(row for row in rows if row["kind"] == "op" and row["cell"] == 0 and row["edge"] == 0)
+    assert first["kept"] == "ffn" and set(first["damage"]) == {"attention", "ffn", "resnet", "linear", "skip"}
+    json.dumps(rows)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from tabnas.nas.selection.base import (
     SelectionContext,
     Selector,
@@ -11,6 +9,7 @@ from tabnas.nas.selection.base import (
     edge_strength,
     incoming_edges,
 )
+from tabnas.nas.selection.trace import Decision
 from tabnas.nas.space import Architecture
 from tabnas.nas.supernet import SuperNetwork
 
@@ -20,7 +19,7 @@ class ArgmaxSelector(Selector):
 
     def select(
         self, supernet: SuperNetwork, context: SelectionContext
-    ) -> tuple[Architecture, list[dict[str, Any]]]:
+    ) -> tuple[Architecture, list[Decision]]:
         return argmax_select(supernet), []
 
 

@@ -6,12 +6,13 @@ import copy
 import random
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Literal
+from typing import Callable, ClassVar, Literal
 
 import torch
 from torch import Tensor
 
 from tabnas.nas.ops import NONE_OP
+from tabnas.nas.selection.trace import Decision
 from tabnas.nas.space import Architecture
 from tabnas.nas.supernet import SuperNetwork
 
@@ -72,7 +73,7 @@ class Selector(ABC):
     @abstractmethod
     def select(
         self, supernet: SuperNetwork, context: SelectionContext
-    ) -> tuple[Architecture, list[dict[str, Any]]]:
+    ) -> tuple[Architecture, list[Decision]]:
         """Fix every edge of ``supernet``; return the architecture and the per-decision trace."""
 
 

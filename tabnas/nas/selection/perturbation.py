@@ -10,8 +10,6 @@ whose removal hurts least.
 
 from __future__ import annotations
 
-from typing import Any
-
 from tabnas.nas.selection.argmax import argmax_select
 from tabnas.nas.selection.base import (
     Criterion,
@@ -22,6 +20,7 @@ from tabnas.nas.selection.base import (
     incoming_edges,
     shuffled,
 )
+from tabnas.nas.selection.trace import Decision, Fallback, InputDecision, OpDecision
 from tabnas.nas.space import Architecture
 from tabnas.nas.supernet import SuperNetwork
 
@@ -70,11 +69,11 @@ class PerturbationSelector(Selector):
 
     def select(
         self, supernet: SuperNetwork, context: SelectionContext
-    ) -> tuple[Architecture, list[dict[str, Any]]]:
+    ) -> tuple[Architecture, list[Decision]]:
         criterion = self.criterion or context.criterion
         evaluate, tune, seed, expired = context.evaluate, context.tune, context.seed, context.expired
         space = supernet.space
-        trace: list[dict[str, Any]] = []
+        trace: list[Decision] = []
         edges = shuffled(
             [(c, e) for c in range(space.n_cells) for e in range(space.n_edges)], seed
         )
@@ -98,12 +97,12 @@ class PerturbationSelector(Selector):
                 trace.append(self._prune_input(supernet, evaluate, criterion, c, target, step=len(trace)))
                 decided()
         if expired():  # whatever is left goes by the DARTS rule
-            trace.append({"kind": "fallback", "step": len(trace), "reason": "time_limit"})
+            trace.append(Fallback(step=len(trace), reason="time_limit"))
         return argmax_select(supernet), trace
 
     def _decide_op(
         self, supernet: SuperNetwork, evaluate: Evaluate, criterion: Criterion, c: int, e: int, step: int
-    ) -> dict:
+    ) -> OpDecision:
         base_weights = supernet.default_weights().detach()
         base = evaluate(base_weights)
         scores = {}
@@ -114,23 +113,15 @@ class PerturbationSelector(Selector):
         kept = max(scores, key=lambda op: self.harm(scores[op], criterion))
         supernet.fix_edge(c, e, kept)
         source, target = supernet.space.edges[e]
-        return {
-            "kind": "op",
-            "step": step,
-            "cell": c,
-            "edge": e,
-            "source": source,
-            "target": target,
-            "criterion": criterion,
-            "base": base,
-            "scores": scores,
-            "damage": {op: self.damage(base, s, criterion) for op, s in scores.items()},
-            "kept": kept,
-        }
+        return OpDecision(
+            step=step, cell=c, edge=e, source=source, target=target, criterion=criterion,
+            base=base, scores=scores,
+            damage={op: self.damage(base, s, criterion) for op, s in scores.items()}, kept=kept,
+        )
 
     def _prune_input(
         self, supernet: SuperNetwork, evaluate: Evaluate, criterion: Criterion, c: int, target: int, step: int
-    ) -> dict:
+    ) -> InputDecision:
         base_weights = supernet.default_weights().detach()
         base = evaluate(base_weights)
         scores = {}
@@ -140,15 +131,10 @@ class PerturbationSelector(Selector):
             scores[e] = evaluate(weights)
         removed = min(scores, key=lambda e: self.harm(scores[e], criterion))
         supernet.remove_edge(c, removed)
-        edges = supernet.space.edges
-        return {
-            "kind": "input",
-            "step": step,
-            "cell": c,
-            "target": target,
-            "criterion": criterion,
-            "base": base,
-            "scores": {f"{edges[e][0]}->{target}": s for e, s in scores.items()},
-            "damage": {f"{edges[e][0]}->{target}": self.damage(base, s, criterion) for e, s in scores.items()},
-            "removed": f"{edges[removed][0]}->{target}",
-        }
+        source = {e: supernet.space.edges[e][0] for e in scores}
+        return InputDecision(
+            step=step, cell=c, target=target, criterion=criterion, base=base,
+            scores={source[e]: s for e, s in scores.items()},
+            damage={source[e]: self.damage(base, s, criterion) for e, s in scores.items()},
+            removed=source[removed],
+        )
