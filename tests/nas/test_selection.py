@@ -6,9 +6,11 @@ import torch
 from tabnas.nas.ops import OpSettings
 from tabnas.nas.selection import (
     ArgmaxSelector,
+    Fallback,
     PerturbationSelector,
     SelectionContext,
     make_selector,
+    trace_to_dicts,
 )
 from tabnas.nas.space import SearchSpace
 from tabnas.nas.supernet import SuperNetwork
