@@ -47,7 +47,7 @@ MODEL_OPTIONS: dict[str, frozenset[str]] = {
             "device",
         }
     ),
-    "search_value": frozenset({"preset", "n_random", "default"}),
+    "search_value": frozenset({"preset", "n_random", "default", "max_search_steps", "max_epochs"}),
 }
 """Options a config may set per model. GBDT ``params`` are extra constructor arguments
 (e.g. ``device = "cuda"`` for XGBoost on a GPU); ``max_epochs`` of the neural baselines is

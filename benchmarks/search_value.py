@@ -75,8 +75,9 @@ class SearchValueModel(Adapter):
         from tabnas import TabNASClassifier, TabNASRegressor
 
         cls = TabNASClassifier if self.is_classification else TabNASRegressor
+        budget = {k: self.options[k] for k in ("max_search_steps", "max_epochs") if k in self.options}
         started = time.perf_counter()
-        est = cls(random_state=self.seed, **params).fit(X_train, y_train, X_val=X_val, y_val=y_val)
+        est = cls(random_state=self.seed, **budget, **params).fit(X_train, y_train, X_val=X_val, y_val=y_val)
         self.arms_[arm] = {
             "estimator": est,
             "fit_time_s": time.perf_counter() - started,

@@ -1,0 +1,69 @@
+"""The search-value study: every arm on one split, random search at equal time, the report."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks.config import DatasetSpec, ModelSpec
+from benchmarks.jobs import Job, execute
+from benchmarks.search_value import POINTS, SEARCH_ARMS, report, summarise_job
+
+TINY = {"preset": "fast", "n_random": 2, "max_search_steps": 6, "max_epochs": 2}
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    torch = pytest.importorskip("torch")
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
+@pytest.mark.parametrize("dataset", ["tiny_clf", "tiny_reg"])
+def test_one_job_scores_every_arm_on_the_same_test_split(tiny_index, tmp_path, dataset):
+    job = Job(
+        DatasetSpec(dataset, "local", dataset), ModelSpec("search_value", "search_value", TINY),
+        seed=1, datasets_index=str(tiny_index), isolate=False,
+    )
+    row = execute(job)
+    assert row["status"] == "ok", row.get("traceback")
+    arms = row["arms"]
+    randoms = [a for a in arms if a.startswith("random-")]
+    assert set(arms) == {*SEARCH_ARMS, "darts-argmax", *POINTS, *randoms} and len(randoms) >= 2
+    metric = "rmse" if row["task"] == "regression" else "accuracy"
+    assert row[metric] == arms["darts-pt"]["test"][metric]  # the row's own score is the default arm's
+    assert arms["ft-point"]["ops"] == ["attention", "ffn"] * 2
+    assert arms["resnet-point"]["ops"] == ["resnet", "skip"] * 2
+    assert arms["fixed-alpha-pt"]["alpha_shift"] == 0.0 < arms["darts-pt"]["alpha_shift"]
+    assert len({tuple(arms[a]["ops"]) for a in randoms}) == len(randoms)  # distinct samples
+    assert all(arms[a]["fit_time_s"] > 0 for a in arms)
+
+    (tmp_path / "results.jsonl").write_text(json.dumps(row, default=str) + "\n")
+    text = report(tmp_path / "results.jsonl")
+    assert f"| {dataset} |" in text and "Discretisation gap" in text and "decided on validation" in text
+
+
+def test_random_search_at_equal_time_takes_the_best_on_val_within_the_budget():
+    def arm(time, val, test, **extra):
+        return {"fit_time_s": time, "val_score": val, "test": {"accuracy": test}, "ops": [], **extra}
+
+    search = {"supernet_val": 0.5, "search_steps": 10, "alpha_shift": 0.0}
+    arms = {
+        "darts-pt": arm(10.0, 0.8, 0.80, **search),
+        "fixed-alpha-pt": arm(4.0, 0.7, 0.70, **search),
+        "darts-argmax": arm(5.0, 0.6, 0.60),
+        "ft-point": arm(1.0, 0.6, 0.60),
+        "resnet-point": arm(1.0, 0.6, 0.60),
+        "random-0": arm(3.0, 0.60, 0.61),
+        "random-1": arm(3.0, 0.90, 0.62),  # best on val, within both budgets
+        "random-2": arm(3.0, 0.95, 0.63),  # within darts-pt's 10 s only
+        "random-3": arm(3.0, 0.99, 0.99),  # past every budget
+    }
+    summary = summarise_job(arms, "binclass", "darts-pt")
+    assert summary["test:random-search@darts-pt"] == 0.63 and summary["n_random@darts-pt"] == 3
+    assert summary["test:random-search@fixed-alpha-pt"] == 0.61 and summary["n_random@fixed-alpha-pt"] == 1
+    assert summary["test:random-median"] == pytest.approx(0.625)
+    assert summary["gap:darts-pt"] == pytest.approx(0.3)
