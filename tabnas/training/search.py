@@ -192,7 +192,7 @@ class SupernetTrainer:
         best, since_best = math.inf, 0
         while True:
             row = self.run_interval(phase="search", n_steps=self.eval_every, deadline=deadline)
-            if row["val_loss"] < best - 1e-4 * abs(best):
+            if math.isinf(best) or row["val_loss"] < best - 1e-4 * abs(best):
                 best, since_best = row["val_loss"], 0
             else:
                 since_best += 1
