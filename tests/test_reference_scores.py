@@ -11,10 +11,19 @@ pytestmark = pytest.mark.slow
 
 
 def test_breast_cancer_fast_preset_reaches_095():
+    """The bar of docs/results.md, over three seeds of the estimator on the same split.
+
+    One test row is 0.7 % here, and a single seed moves by a row or two with the thread
+    count or the CPU's float sums: the mean over three fits is the steadier check.
+    """
     X, y = load_breast_cancer(return_X_y=True)
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, stratify=y, random_state=0)
-    clf = TabNASClassifier(preset="fast", random_state=0).fit(X_train, y_train)
-    assert clf.score(X_test, y_test) >= 0.95
+    scores = [
+        TabNASClassifier(preset="fast", random_state=seed).fit(X_train, y_train).score(X_test, y_test)
+        for seed in range(3)
+    ]
+    assert np.mean(scores) >= 0.95, scores
+    assert min(scores) >= 0.93, scores
 
 
 def test_california_default_preset_within_10_percent_of_lightgbm():
