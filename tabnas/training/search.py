@@ -136,6 +136,7 @@ class SupernetTrainer:
         """One architecture step (when asked and the strategy moves alpha), then one weight
         step; returns the weight batch's loss (a tensor: no host sync) and the arch stats."""
         self.supernet.train()
+        self.strategy.step_started(self.steps, self.config.max_steps)
         batch = next(self.weight_batches)
         stats: dict[str, float] = {}
         if arch_step and self.strategy.updates_alpha:

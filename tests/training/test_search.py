@@ -169,3 +169,11 @@ def test_second_order_darts_through_the_trainers_own_loss_with_dropout_on():
     assert not torch.allclose(other_masks, approx)  # dropout is really on
     assert torch.allclose(approx, exact, rtol=1e-4, atol=1e-7), (approx - exact).norm() / exact.norm()
     assert stats["second_order_ratio"] > 0
+
+
+def test_the_strategy_hears_every_search_step():
+    t = trainer(min_steps=12, max_steps=12, eval_every=4)
+    heard = []
+    t.strategy.step_started = lambda step, max_steps: heard.append((step, max_steps))
+    t.search(Deadline(None))
+    assert heard == [(step, 12) for step in range(12)]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from abc import ABC
 from typing import Callable, ClassVar, Protocol
 
 import torch
@@ -33,7 +32,7 @@ SGD ``xi`` is the learning rate; for AdamW it is its per-coordinate step size.
 STRATEGY_REGISTRY: dict[str, type[SearchStrategy]] = {}
 
 
-class SearchStrategy(ABC):
+class SearchStrategy:
     """How architecture weights are formed and updated during the bi-level search.
 
     A strategy is built with its own settings only (``DARTS(lr=1e-2)``); :meth:`bind`
@@ -83,8 +82,9 @@ class SearchStrategy(ABC):
         """The weights of the next forward pass; the DARTS rule is softmax(alpha)."""
         return torch.softmax(self.supernet.alpha, dim=-1)
 
-    def epoch_started(self, epoch: int, n_epochs: int) -> None:
-        """Hook for schedules (temperatures, perturbation radii); no-op by default."""
+    def step_started(self, step: int, max_steps: int) -> None:
+        """Hook for schedules (temperatures, perturbation radii) before each weight step of
+        the search (``step`` of at most ``max_steps``); no-op by default."""
 
     def arch_step(
         self, loss: BatchLoss, train_batch, val_batch, *, virtual_step: VirtualStep
