@@ -85,17 +85,13 @@ class Budget:
 @torch.no_grad()
 def predict(model: nn.Module, data: TensorData, config: DeviceConfig, **forward_kwargs) -> Tensor:
     """Raw outputs for every row of ``data`` (eval mode, large batches)."""
-    was_training = model.training
-    model.eval()
-    try:
+    with _eval_mode(model):
         outputs = []
         for index in batch_indices(len(data), config.eval_batch_size, shuffle=False):
             batch = data[index.to(data.y.device)]
             with config.autocast():
                 outputs.append(model(batch.x_num, batch.x_cat, **forward_kwargs).float())
         return torch.cat(outputs)
-    finally:
-        model.train(was_training)
 
 
 def evaluate(

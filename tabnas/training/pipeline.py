@@ -124,7 +124,7 @@ def search(
     return SearchOutcome(
         supernet=supernet, trainer=trainer, argmax_architecture=argmax_architecture,
         supernet_val=supernet_val, steps=steps,
-        alpha_shift=float((supernet.alpha.detach() - trainer.alpha_start).abs().max()),
+        alpha_shift=trainer.alpha_shift(),
     )
 
 

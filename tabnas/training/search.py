@@ -132,13 +132,12 @@ class SupernetTrainer:
                 )
         return self.task.loss(output, batch.y)
 
-    def step(self, *, arch_step: bool) -> tuple[Tensor, dict[str, float]]:
+    def step(self, *, arch_step: bool) -> tuple[Tensor, dict[str, Tensor]]:
         """One architecture step (when asked and the strategy moves alpha), then one weight
         step; returns the weight batch's loss (a tensor: no host sync) and the arch stats."""
         self.supernet.train()
-        self.strategy.step_started(self.steps, self.config.max_steps)
         batch = next(self.weight_batches)
-        stats: dict[str, float] = {}
+        stats: dict[str, Tensor] = {}
         if arch_step and self.strategy.updates_alpha:
             arch_batch = next(self.arch_batches)
             if len(arch_batch) > 1 and len(batch) > 1:  # BatchNorm trains on two rows or more
@@ -172,10 +171,13 @@ class SupernetTrainer:
             for p in group["params"]:
                 name = self._names[id(p)]
                 g = grads[name]
-                state = self.optimizer.state.get(p, {})
-                t = float(state.get("step", 0)) + 1
-                m = beta1 * state.get("exp_avg", torch.zeros_like(p)) + (1 - beta1) * g
-                v = beta2 * state.get("exp_avg_sq", torch.zeros_like(p)) + (1 - beta2) * g * g
+                state = self.optimizer.state.get(p)
+                if state:  # AdamW's moments after its first step
+                    t = float(state["step"]) + 1
+                    m = beta1 * state["exp_avg"] + (1 - beta1) * g
+                    v = beta2 * state["exp_avg_sq"] + (1 - beta2) * g * g
+                else:
+                    t, m, v = 1.0, (1 - beta1) * g, (1 - beta2) * g * g
                 correction1 = 1 - beta1**t
                 denominator = (v / (1 - beta2**t)).sqrt() + eps
                 stepped[name] = (p.detach() * (1 - lr * decay) - lr * (m / correction1) / denominator).detach()
@@ -209,6 +211,8 @@ class SupernetTrainer:
         started = time.perf_counter()
         losses, stats = [], []
         for _ in range(n_steps):
+            if phase == "search":
+                self.strategy.step_started(self.steps, self.config.max_steps)
             arch_step = phase == "select" or self.steps >= self.config.warmup_steps
             loss, step_stats = self.step(arch_step=arch_step)
             losses.append(loss)
@@ -216,9 +220,11 @@ class SupernetTrainer:
                 stats.append(step_stats)
             if phase == "search" and (self.steps >= self.config.max_steps or deadline.expired()):
                 break
-        metrics = self.evaluate(self.supernet.default_weights().detach())
+        weights = self.supernet.default_weights().detach()
+        metrics = self.evaluate(weights)
         arch_stats = {
-            key: sum(s[key] for s in stats) / len(stats) for key in (stats[0] if stats else {})
+            key: float(torch.stack([s[key] for s in stats]).float().mean())
+            for key in (stats[0] if stats else {})
         }
         row = self.history.record(
             phase=phase,
@@ -228,8 +234,8 @@ class SupernetTrainer:
             **{f"val_{k}": v for k, v in metrics.items()},
             arch_steps=bool(stats),
             **arch_stats,
-            alpha_shift=float((self.supernet.alpha.detach() - self.alpha_start).abs().max()),
-            weights=self.supernet.default_weights().detach().cpu().tolist(),
+            alpha_shift=self.alpha_shift(),
+            weights=weights.cpu().tolist(),
             fixed=self.supernet.fixed.cpu().tolist(),
             removed=(self.supernet.fixed & ~self.supernet.kept.any(-1)).cpu().tolist(),
             time_s=time.perf_counter() - started,
@@ -238,6 +244,10 @@ class SupernetTrainer:
             callback.on_epoch_end(EpochState(epoch=self.evaluations, row=row, best_epoch=self.evaluations))
         self.evaluations += 1
         return row
+
+    def alpha_shift(self) -> float:
+        """The largest change of any architecture logit since the trainer was built."""
+        return float((self.supernet.alpha.detach() - self.alpha_start).abs().max())
 
     # ---- services for the selectors --------------------------------------------------
     def evaluate(self, weights: Tensor) -> dict[str, float]:

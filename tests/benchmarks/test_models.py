@@ -12,15 +12,7 @@ from benchmarks.models import make_model, model_family
 
 from .conftest import write_index
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread, as the runner gives each job on a small machine (and no oversubscription)."""
-    torch = pytest.importorskip("torch")
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 FAST = {

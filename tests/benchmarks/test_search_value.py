@@ -13,13 +13,7 @@ from benchmarks.search_value import POINTS, SEARCH_ARMS, report, summarise_job
 TINY = {"preset": "fast", "n_random": 2, "max_search_steps": 6, "max_epochs": 2}
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    torch = pytest.importorskip("torch")
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("dataset", ["tiny_clf", "tiny_reg"])

@@ -88,8 +88,10 @@ class SearchStrategy:
 
     def arch_step(
         self, loss: BatchLoss, train_batch, val_batch, *, virtual_step: VirtualStep
-    ) -> dict[str, float]:
-        """Update ``alpha`` once; returns what it measured (at least ``arch_loss``).
+    ) -> dict[str, Tensor]:
+        """Update ``alpha`` once; returns what it measured (at least ``arch_loss``), as
+        detached 0-d tensors: the trainer averages them per evaluation, so the step itself
+        never waits for the device.
 
         The default is DARTS's first-order step: the gradient of the loss on the
         architecture batch at the current weights.
@@ -98,7 +100,7 @@ class SearchStrategy:
         val_loss = loss(val_batch, self.mixing_weights())
         (grad,) = torch.autograd.grad(val_loss, [alpha])
         self._apply(grad)
-        return {"arch_loss": float(val_loss.detach())}
+        return {"arch_loss": val_loss.detach()}
 
     def _apply(self, grad: Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)

@@ -55,7 +55,7 @@ class SecondOrderDARTS(SearchStrategy):
 
     def arch_gradient(
         self, loss: BatchLoss, train_batch, val_batch, *, virtual_step: VirtualStep
-    ) -> tuple[Tensor, dict[str, float]]:
+    ) -> tuple[Tensor, dict[str, Tensor]]:
         """The architecture gradient and what it measured (losses, size of the correction)."""
         supernet, alpha = self.supernet, self.supernet.alpha
         named = [(n, p) for n, p in supernet.named_parameters() if n != "alpha" and p.requires_grad]
@@ -80,10 +80,12 @@ class SecondOrderDARTS(SearchStrategy):
         )
         (hessian_vector,) = torch.autograd.grad(product, [alpha], allow_unused=True)
         hessian_vector = _or_zero(hessian_vector, alpha)
-        first = float(d_alpha.norm())
+        first = d_alpha.norm().detach()
         stats = {
-            "arch_loss": float(val_loss.detach()),
-            "second_order_ratio": float(hessian_vector.norm()) / first if first > 0 else 0.0,
+            "arch_loss": val_loss.detach(),
+            "second_order_ratio": torch.where(
+                first > 0, hessian_vector.norm().detach() / first.clamp_min(1e-30), torch.zeros_like(first)
+            ),
         }
         return d_alpha - hessian_vector, stats
 
