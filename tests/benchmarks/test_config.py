@@ -24,6 +24,10 @@ def test_shipped_configs_validate():
 
 
 def test_standard_config_covers_the_brief(tiny_index):
+    from benchmarks.datasets import default_index_path
+
+    if not default_index_path().is_file():  # its dataset names are checked against the index
+        pytest.skip(f"no shared datasets at {default_index_path()}")
     cfg = load_config("standard")
     assert len(cfg.datasets) >= 10 and cfg.max_train_rows == 10_000 and len(cfg.seeds) == 3
     tabnas = next(m for m in cfg.models if m.name == "tabnas")
