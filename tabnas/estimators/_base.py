@@ -43,6 +43,7 @@ class BaseTabNAS(BaseEstimator, ABC):
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "categorical_features": ["array-like", None],
         "max_search_steps": [Interval(Integral, 1, None, closed="left"), None],
+        "ensemble_size": [Interval(Integral, 1, None, closed="left"), None],
         "max_epochs": [Interval(Integral, 1, None, closed="left"), None],
         "patience": [Interval(Integral, 1, None, closed="left"), None],
         "batch_size": [Interval(Integral, 2, None, closed="left"), None],
@@ -62,6 +63,7 @@ class BaseTabNAS(BaseEstimator, ABC):
         validation_fraction: float = 0.2,
         categorical_features=None,
         max_search_steps: int | None = None,
+        ensemble_size: int | None = None,
         max_epochs: int | None = None,
         patience: int | None = None,
         batch_size: int | None = None,
@@ -77,6 +79,7 @@ class BaseTabNAS(BaseEstimator, ABC):
         self.validation_fraction = validation_fraction
         self.categorical_features = categorical_features
         self.max_search_steps = max_search_steps
+        self.ensemble_size = ensemble_size
         self.max_epochs = max_epochs
         self.patience = patience
         self.batch_size = batch_size
@@ -194,6 +197,7 @@ class BaseTabNAS(BaseEstimator, ABC):
         self.model_ = result.model
         self.history_ = result.history
         self.selection_trace_ = result.selection_trace
+        self.ensemble_ = [member.summary() for member in result.members]
         self.best_epoch_ = result.retrain.best_epoch
         self.n_parameters_ = sum(p.numel() for p in result.model.parameters())
         self.device_ = str(device.device)
@@ -221,6 +225,9 @@ class BaseTabNAS(BaseEstimator, ABC):
             n_nodes=preset.n_nodes,
             node_inputs=preset.node_inputs,
             settings=preset.op_settings(),
+            num_embeddings=preset.num_embeddings,
+            backbones=preset.backbones,
+            mlp=preset.mlp,
         )
 
     def _plan(self, *, n_train: int) -> FitPlan:
@@ -245,6 +252,7 @@ class BaseTabNAS(BaseEstimator, ABC):
             max_epochs=self.max_epochs or preset.max_epochs,
             patience=self.patience or preset.patience,
             architecture=self.architecture,
+            ensemble_size=self.ensemble_size or preset.ensemble_size,
             verbose=bool(self.verbose),
         )
 
@@ -323,7 +331,7 @@ class BaseTabNAS(BaseEstimator, ABC):
         device = self._prediction_device()
         model = self.model_.to(device.device)
         try:
-            return predict(model, data.to(device), device).cpu()
+            return self._task().combine(predict(model, data.to(device), device)).cpu()
         finally:
             self.model_ = model.cpu()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tabnas.nas.ops import OpSettings
+from tabnas.nas.space import MLPSettings
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,10 @@ class Preset:
     tune_steps: int
     max_epochs: int
     patience: int
+    num_embeddings: tuple[str, ...] = ("linear",)
+    backbones: tuple[str, ...] = ("cells",)
+    mlp: MLPSettings = MLPSettings()
+    ensemble_size: int = 1
     lr: float = 1e-3
     weight_decay: float = 1e-5
 
@@ -42,18 +47,24 @@ PRESETS: dict[str, Preset] = {
         n_cells=2, n_nodes=2, node_inputs=2, d_token=32, n_heads=4,
         min_steps=100, max_steps=400, warmup_steps=30, search_patience=6, tune_steps=50,
         max_epochs=100, patience=16,
+        num_embeddings=("piecewise_linear",), backbones=("cells", "tabm"),
+        mlp=MLPSettings(k=8, d_block=128), ensemble_size=10,
     ),
     # The default: minutes on a laptop CPU for tens of thousands of rows.
     "medium": Preset(
         n_cells=3, n_nodes=2, node_inputs=2, d_token=64, n_heads=8,
         min_steps=200, max_steps=1000, warmup_steps=60, search_patience=8, tune_steps=100,
         max_epochs=300, patience=16,
+        num_embeddings=("piecewise_linear", "periodic"), backbones=("cells", "tabm"),
+        ensemble_size=10,
     ),
     # A longer search with a larger cell; meant for a GPU or an overnight CPU run.
     "best": Preset(
         n_cells=3, n_nodes=3, node_inputs=2, d_token=96, n_heads=8,
         min_steps=500, max_steps=5000, warmup_steps=150, search_patience=10, tune_steps=300,
         max_epochs=1000, patience=16,
+        num_embeddings=("piecewise_linear", "periodic", "linear"), backbones=("cells", "tabm"),
+        mlp=MLPSettings(k=32, d_block=512), ensemble_size=20,
     ),
 }
 

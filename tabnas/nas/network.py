@@ -1,16 +1,41 @@
-"""Feature tokens, the readout, and the discrete network built from an Architecture."""
+"""Feature tokens, the readout, and the networks built from an Architecture."""
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
 
+import tabm
 import torch
-from rtdl_revisiting_models import CategoricalEmbeddings, LinearEmbeddings
+from rtdl_revisiting_models import CategoricalEmbeddings
 from torch import Tensor, nn
 
+from tabnas.nas.embeddings import NEEDS_BINS, make_num_embedding
 from tabnas.nas.ops import make_op
-from tabnas.nas.space import Architecture
+from tabnas.nas.space import BACKBONES, Architecture
+
+
+@dataclass(frozen=True)
+class DataShapes:
+    """The data-dependent sizes every network of a fit is built for.
+
+    ``bins`` are the quantile bin edges of each numeric feature on the training rows
+    (:func:`tabnas.nas.embeddings.quantile_bins`), needed by piecewise-linear embeddings.
+    """
+
+    n_num_features: int
+    cat_cardinalities: tuple[int, ...]
+    d_out: int
+    bins: tuple[Tensor, ...] | None = None
+
+    def kwargs(self) -> dict[str, Any]:
+        return dict(
+            n_num_features=self.n_num_features,
+            cat_cardinalities=list(self.cat_cardinalities),
+            d_out=self.d_out,
+            bins=self.bins,
+        )
 
 
 class FeatureTokenizer(nn.Module):
@@ -20,16 +45,26 @@ class FeatureTokenizer(nn.Module):
     ``(batch, 1 + n_num_features + n_cat_features, d_token)``.
     """
 
-    def __init__(self, *, n_num_features: int, cat_cardinalities: Sequence[int], d_token: int):
+    def __init__(
+        self,
+        *,
+        n_num_features: int,
+        cat_cardinalities: Sequence[int],
+        d_token: int,
+        num_embedding: str = "linear",
+        bins: Sequence[Tensor] | None = None,
+    ):
         super().__init__()
-        if n_num_features < 0:
-            raise ValueError(f"n_num_features must be non-negative, got {n_num_features}")
-        if n_num_features == 0 and not cat_cardinalities:
-            raise ValueError("a network needs at least one numeric or categorical feature")
+        _check_features(n_num_features, cat_cardinalities)
         self.cls = nn.Parameter(torch.empty(d_token))
         nn.init.uniform_(self.cls, -(d_token**-0.5), d_token**-0.5)
         self.num_embeddings = (
-            LinearEmbeddings(n_num_features, d_token) if n_num_features > 0 else None
+            make_num_embedding(
+                num_embedding, n_features=n_num_features, d_embedding=d_token,
+                bins=bins if num_embedding in NEEDS_BINS else None,
+            )
+            if n_num_features > 0
+            else None
         )
         self.cat_embeddings = (
             CategoricalEmbeddings(list(cat_cardinalities), d_token, bias=True)
@@ -65,17 +100,32 @@ class Readout(nn.Module):
         return self.head(tokens[:, 0])  # (batch, d_out)
 
 
+def _check_features(n_num_features: int, cat_cardinalities: Sequence[int]) -> None:
+    if n_num_features < 0:
+        raise ValueError(f"n_num_features must be non-negative, got {n_num_features}")
+    if n_num_features == 0 and not cat_cardinalities:
+        raise ValueError("a network needs at least one numeric or categorical feature")
+
+
 class TokenNetwork(nn.Module):
     """Tokenizer -> body -> readout. Subclasses supply the body through :meth:`body`."""
 
     def __init__(
-        self, *, n_num_features: int, cat_cardinalities: Sequence[int], d_token: int, d_out: int
+        self,
+        *,
+        n_num_features: int,
+        cat_cardinalities: Sequence[int],
+        d_token: int,
+        d_out: int,
+        num_embedding: str = "linear",
+        bins: Sequence[Tensor] | None = None,
     ):
         super().__init__()
         if d_out <= 0:
             raise ValueError(f"d_out must be positive, got d_out={d_out}")
         self.tokenizer = FeatureTokenizer(
-            n_num_features=n_num_features, cat_cardinalities=cat_cardinalities, d_token=d_token
+            n_num_features=n_num_features, cat_cardinalities=cat_cardinalities, d_token=d_token,
+            num_embedding=num_embedding, bins=bins,
         )
         self.readout = Readout(d_token=d_token, d_out=d_out)
 
@@ -97,12 +147,20 @@ class DiscreteNetwork(TokenNetwork):
         n_num_features: int,
         cat_cardinalities: Sequence[int],
         d_out: int,
+        bins: Sequence[Tensor] | None = None,
     ):
+        if architecture.backbone != "cells":
+            raise ValueError(
+                f"DiscreteNetwork builds 'cells' architectures, got backbone={architecture.backbone!r};"
+                " use build_network"
+            )
         super().__init__(
             n_num_features=n_num_features,
             cat_cardinalities=cat_cardinalities,
             d_token=architecture.settings.d_token,
             d_out=d_out,
+            num_embedding=architecture.num_embedding,
+            bins=bins,
         )
         self.architecture = architecture
         n_tokens = self.tokenizer.n_tokens
@@ -135,3 +193,65 @@ class DiscreteNetwork(TokenNetwork):
                 states[target] = out if target not in states else states[target] + out
             tokens = states.get(len(cell), torch.zeros_like(tokens))
         return tokens
+
+
+class TabMNetwork(nn.Module):
+    """The ``tabm`` backbone: ``tabm.TabM`` over this package's numeric embeddings.
+
+    **Shape**: ``x_num (batch, n_num)``, ``x_cat (batch, n_cat)`` -> ``(batch, k, d_out)``,
+    one prediction per member. Training takes the mean of the members' losses and
+    prediction the mean of their probabilities or values (:class:`tabnas.training.loop.Task`),
+    as the package's authors do.
+    """
+
+    def __init__(
+        self,
+        *,
+        architecture: Architecture,
+        n_num_features: int,
+        cat_cardinalities: Sequence[int],
+        d_out: int,
+        bins: Sequence[Tensor] | None = None,
+    ):
+        super().__init__()
+        if architecture.backbone != "tabm" or architecture.mlp is None:
+            raise ValueError(f"TabMNetwork builds 'tabm' architectures, got {architecture.backbone!r}")
+        if d_out <= 0:
+            raise ValueError(f"d_out must be positive, got d_out={d_out}")
+        _check_features(n_num_features, cat_cardinalities)
+        self.architecture = architecture
+        mlp = architecture.mlp
+        embedding = (
+            make_num_embedding(
+                architecture.num_embedding, n_features=n_num_features, d_embedding=mlp.d_embedding,
+                bins=bins if architecture.num_embedding in NEEDS_BINS else None,
+            )
+            if n_num_features > 0
+            else None
+        )
+        self.has_num, self.has_cat = n_num_features > 0, bool(cat_cardinalities)
+        self.tabm = tabm.TabM.make(
+            n_num_features=n_num_features,
+            cat_cardinalities=list(cat_cardinalities),
+            d_out=d_out,
+            num_embeddings=embedding,
+            n_blocks=mlp.n_blocks,
+            d_block=mlp.d_block,
+            dropout=mlp.dropout,
+            k=mlp.k,
+            arch_type=mlp.arch_type,
+        )
+
+    def forward(self, x_num: Tensor, x_cat: Tensor) -> Tensor:
+        return self.tabm(x_num if self.has_num else None, x_cat if self.has_cat else None)
+
+
+NetworkBuilder = Callable[..., nn.Module]
+
+NETWORK_BUILDERS: dict[str, NetworkBuilder] = {"cells": DiscreteNetwork, "tabm": TabMNetwork}
+assert set(NETWORK_BUILDERS) == set(BACKBONES), "every backbone of the space has a builder"
+
+
+def build_network(architecture: Architecture, shapes: DataShapes) -> nn.Module:
+    """The trainable network of ``architecture`` for data of ``shapes``."""
+    return NETWORK_BUILDERS[architecture.backbone](architecture=architecture, **shapes.kwargs())

@@ -1,9 +1,11 @@
 """The search space and the discrete :class:`Architecture` values it contains.
 
-A network is a feature tokenizer, a stack of cells and a readout. A cell is a small DAG:
-node 0 is the cell's input, nodes ``1..n_nodes`` each sum an operation applied to every
-earlier node, and the last node is the cell's output. The edges are derived from
-``n_nodes``; nothing lists them by hand.
+A network is a numeric embedding, a backbone and a head. The ``cells`` backbone is a
+feature tokenizer, a stack of cells and a readout. A cell is a small DAG: node 0 is the
+cell's input, nodes ``1..n_nodes`` each sum an operation applied to every earlier node,
+and the last node is the cell's output. The edges are derived from ``n_nodes``; nothing
+lists them by hand. The ``tabm`` backbone is TabM (Gorishniy et al. 2024): an MLP over
+the concatenated feature embeddings whose layers hold ``k`` BatchEnsemble members.
 """
 
 from __future__ import annotations
@@ -14,7 +16,42 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+from tabnas.nas.embeddings import check_num_embedding
 from tabnas.nas.ops import NONE_OP, OP_REGISTRY, OpSettings, op_parameters
+
+BACKBONES: tuple[str, ...] = ("cells", "tabm")
+"""``cells``: tokens through searched cells; ``tabm``: an MLP of BatchEnsemble members."""
+
+TABM_ARCH_TYPES: tuple[str, ...] = ("tabm", "tabm-mini")
+
+
+@dataclass(frozen=True)
+class MLPSettings:
+    """The ``tabm`` backbone: ``n_blocks`` x ``d_block`` MLP over the concatenated feature
+    embeddings (``d_embedding`` values per numeric feature, one-hot categories), with ``k``
+    members sharing their weights.
+
+    ``arch_type="tabm"`` makes every linear layer a BatchEnsemble layer; ``"tabm-mini"``
+    only adapts the input. The defaults are the ``tabm`` package's with piecewise-linear
+    embeddings at a CPU-sized width (k = 16, 2 x 256; the package defaults to k = 32,
+    2 x 512).
+    """
+
+    n_blocks: int = 2
+    d_block: int = 256
+    dropout: float = 0.1
+    k: int = 16
+    arch_type: str = "tabm"
+    d_embedding: int = 16
+
+    def __post_init__(self) -> None:
+        for name in ("n_blocks", "d_block", "k", "d_embedding"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {name}={getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got dropout={self.dropout}")
+        if self.arch_type not in TABM_ARCH_TYPES:
+            raise ValueError(f"arch_type must be one of {TABM_ARCH_TYPES}, got {self.arch_type!r}")
 
 
 def cell_edges(n_nodes: int) -> tuple[tuple[int, int], ...]:
@@ -35,6 +72,10 @@ class SearchSpace:
         node_inputs: how many incoming edges each node keeps in a final architecture.
         ops: candidate operation names (keys of the op registry).
         settings: sizes and dropouts shared by the operations.
+        num_embeddings: the numeric embeddings the final choice may use; the supernet
+            is searched with the first.
+        backbones: ``"cells"`` (searched) and/or ``"tabm"`` (:class:`MLPSettings`).
+        mlp: the size of the ``tabm`` backbone.
     """
 
     n_cells: int = 2
@@ -42,8 +83,17 @@ class SearchSpace:
     node_inputs: int = 1
     ops: tuple[str, ...] = ("attention", "ffn", "resnet", "linear", "skip", "none")
     settings: OpSettings = field(default_factory=OpSettings)
+    num_embeddings: tuple[str, ...] = ("linear",)
+    backbones: tuple[str, ...] = ("cells",)
+    mlp: MLPSettings = field(default_factory=MLPSettings)
 
     def __post_init__(self) -> None:
+        if not self.num_embeddings:
+            raise ValueError("num_embeddings needs at least one embedding")
+        for name in self.num_embeddings:
+            check_num_embedding(name)
+        if not self.backbones or any(b not in BACKBONES for b in self.backbones):
+            raise ValueError(f"backbones must be a non-empty subset of {BACKBONES}, got {self.backbones}")
         if self.n_cells <= 0:
             raise ValueError(f"n_cells must be positive, got n_cells={self.n_cells}")
         if self.n_nodes <= 0:
@@ -68,6 +118,12 @@ class SearchSpace:
 
     def contains(self, architecture: Architecture) -> bool:
         """Whether ``architecture`` is a point of this space."""
+        if architecture.num_embedding not in self.num_embeddings:
+            return False
+        if architecture.backbone not in self.backbones:
+            return False
+        if architecture.backbone == "tabm":
+            return architecture.mlp == self.mlp
         if len(architecture.cells) != self.n_cells:
             return False
         for cell in architecture.cells:
@@ -95,7 +151,23 @@ class SearchSpace:
                 sources = sorted(rng.sample(range(target), min(self.node_inputs, target)))
                 nodes.append(tuple(Edge(source=s, op=rng.choice(ops)) for s in sources))
             cells.append(tuple(nodes))
-        return Architecture(cells=tuple(cells), settings=self.settings)
+        return Architecture(
+            cells=tuple(cells), settings=self.settings, num_embedding=self.num_embeddings[0]
+        )
+
+    def tabm(self, num_embedding: str | None = None) -> Architecture:
+        """The space's ``tabm`` point with ``num_embedding`` (default: the space's first)."""
+        return Architecture.tabm(self.mlp, num_embedding=num_embedding or self.num_embeddings[0])
+
+    def candidates(self, selected: Architecture) -> list[Architecture]:
+        """What a fit trains after selecting ``selected`` (a ``cells`` architecture, searched
+        with the first embedding): it, when ``cells`` is a backbone of the space, then the
+        ``tabm`` point with each embedding of the space. The final model is the validation
+        ensemble of these (:mod:`tabnas.training.ensemble`)."""
+        out = [selected] if "cells" in self.backbones else []
+        if "tabm" in self.backbones:
+            out += [self.tabm(name) for name in self.num_embeddings]
+        return out
 
     def chain(self, ops: Sequence[str]) -> Architecture:
         """The point of this space whose every cell chains ``ops`` (one per node).
@@ -105,7 +177,10 @@ class SearchSpace:
         """
         if len(ops) != self.n_nodes:
             raise ValueError(f"a cell of this space has {self.n_nodes} nodes, got ops={list(ops)}")
-        return Architecture.chain([list(ops)] * self.n_cells, self.settings)
+        return dataclasses.replace(
+            Architecture.chain([list(ops)] * self.n_cells, self.settings),
+            num_embedding=self.num_embeddings[0],
+        )
 
     def op_parameters(self, n_tokens: int) -> dict[str, int]:
         """Trainable parameters of each candidate op for ``n_tokens`` feature tokens."""
@@ -128,19 +203,35 @@ Cell = tuple[Node, ...]
 class Architecture:
     """A discrete network of the search space: plain data, JSON-safe.
 
-    ``cells[c][k]`` lists the incoming edges of node ``k + 1`` of cell ``c``; the last node of
-    a cell is its output.
+    ``num_embedding`` names the numeric embedding; ``backbone`` is ``"cells"`` or
+    ``"tabm"``. For ``cells``, ``cells[c][k]`` lists the incoming edges of node ``k + 1``
+    of cell ``c`` (the last node of a cell is its output) and ``settings`` sizes the ops;
+    for ``tabm``, ``cells`` is empty and ``mlp`` sizes the backbone.
 
     Examples:
         >>> arch = Architecture.chain([["attention", "ffn"]] * 3)  # FT-Transformer's body
         >>> Architecture.from_dict(arch.to_dict()) == arch
         True
+        >>> Architecture.tabm(num_embedding="piecewise_linear").backbone
+        'tabm'
     """
 
     cells: tuple[Cell, ...]
     settings: OpSettings = field(default_factory=OpSettings)
+    num_embedding: str = "linear"
+    backbone: str = "cells"
+    mlp: MLPSettings | None = None
 
     def __post_init__(self) -> None:
+        check_num_embedding(self.num_embedding)
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"unknown backbone {self.backbone!r}; available: {BACKBONES}")
+        if self.backbone == "tabm":
+            if self.cells or self.mlp is None:
+                raise ValueError("a 'tabm' Architecture has no cells and needs mlp settings")
+            return
+        if self.mlp is not None:
+            raise ValueError("mlp settings belong to the 'tabm' backbone only")
         if not self.cells:
             raise ValueError("an Architecture needs at least one cell")
         for c, cell in enumerate(self.cells):
@@ -199,6 +290,15 @@ class Architecture:
         )
         return cls.chain([["resnet"]] * n_blocks, settings)
 
+    @classmethod
+    def tabm(cls, mlp: MLPSettings | None = None, *, num_embedding: str = "piecewise_linear") -> Architecture:
+        """TabM: ``mlp`` (default :class:`MLPSettings`) over ``num_embedding`` embeddings."""
+        return cls(cells=(), num_embedding=num_embedding, backbone="tabm", mlp=mlp or MLPSettings())
+
+    def with_embedding(self, num_embedding: str) -> Architecture:
+        """The same network with another numeric embedding."""
+        return dataclasses.replace(self, num_embedding=num_embedding)
+
     # ---- inspection -------------------------------------------------------------------
     def live_nodes(self, cell: int) -> frozenset[int]:
         """The nodes of ``cell`` that the cell's output depends on (0 is the input)."""
@@ -232,26 +332,44 @@ class Architecture:
                 for cell in self.cells
             ],
             "settings": dataclasses.asdict(self.settings),
+            "num_embedding": self.num_embedding,
+            "backbone": self.backbone,
+            "mlp": None if self.mlp is None else dataclasses.asdict(self.mlp),
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Architecture:
+        """The inverse of :meth:`to_dict`; dicts without the embedding and backbone keys
+        (tabnas 0.1) are linear-embedding ``cells`` architectures."""
         try:
             cells = tuple(
                 tuple(tuple(Edge(source=int(s), op=str(op)) for s, op in inputs) for inputs in cell)
                 for cell in data["cells"]
             )
             settings = OpSettings(**data.get("settings", {}))
+            mlp = None if data.get("mlp") is None else MLPSettings(**data["mlp"])
+            return cls(
+                cells=cells, settings=settings, num_embedding=data.get("num_embedding", "linear"),
+                backbone=data.get("backbone", "cells"), mlp=mlp,
+            )
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"not an Architecture dict: {error}") from error
-        return cls(cells=cells, settings=settings)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict())
 
     def __str__(self) -> str:
+        if self.backbone == "tabm":
+            m = self.mlp
+            return (
+                f"Architecture: TabM ({m.arch_type}, k={m.k}, {m.n_blocks} x {m.d_block},"
+                f" dropout={m.dropout}), {self.num_embedding} embeddings (d={m.d_embedding})"
+            )
         s = self.settings
-        lines = [f"Architecture: {len(self.cells)} cell(s), d_token={s.d_token}"]
+        lines = [
+            f"Architecture: {len(self.cells)} cell(s), d_token={s.d_token},"
+            f" {self.num_embedding} embeddings"
+        ]
         for c, cell in enumerate(self.cells):
             live = self.live_nodes(c)
             terms = []

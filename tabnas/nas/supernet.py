@@ -51,12 +51,15 @@ class SuperNetwork(TokenNetwork):
         n_num_features: int,
         cat_cardinalities: Sequence[int],
         d_out: int,
+        bins: Sequence[Tensor] | None = None,
     ):
         super().__init__(
             n_num_features=n_num_features,
             cat_cardinalities=cat_cardinalities,
             d_token=space.settings.d_token,
             d_out=d_out,
+            num_embedding=space.num_embeddings[0],
+            bins=bins,
         )
         self.space = space
         n_tokens = self.tokenizer.n_tokens
@@ -143,7 +146,10 @@ class SuperNetwork(TokenNetwork):
                 if op is not None:
                     nodes[target - 1].append(Edge(source=source, op=op))
             cells.append(tuple(tuple(inputs) for inputs in nodes))
-        return Architecture(cells=tuple(cells), settings=self.space.settings)
+        return Architecture(
+            cells=tuple(cells), settings=self.space.settings,
+            num_embedding=self.space.num_embeddings[0],
+        )
 
     # ---- forward: TokenNetwork.forward(x_num, x_cat, weights=...) -------------------------
     def body(self, tokens: Tensor, weights: Tensor | None = None) -> Tensor:

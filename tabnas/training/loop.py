@@ -21,18 +21,38 @@ from tabnas.training.history import History
 
 @dataclass(frozen=True)
 class Task:
-    """What is predicted: ``regression`` (standardised target) or ``classification``."""
+    """What is predicted: ``regression`` (standardised target) or ``classification``.
+
+    A network may answer with one prediction per row, ``(batch, d_out)``, or with one per
+    member of an ensemble, ``(batch, k, d_out)`` (TabM). Members train on the mean of
+    their own losses and predict together through :meth:`combine`.
+    """
 
     kind: Literal["regression", "classification"]
     d_out: int
 
     def loss(self, output: Tensor, y: Tensor) -> Tensor:
+        if output.ndim == 3:  # (batch, k, d_out) -> (batch * k, d_out): the members' mean loss
+            y = y.repeat_interleave(output.shape[1])
+            output = output.flatten(0, 1)
         if self.kind == "regression":
             return F.mse_loss(output.squeeze(-1).float(), y)
         return F.cross_entropy(output.float(), y)
 
+    def combine(self, output: Tensor) -> Tensor:
+        """One ``(batch, d_out)`` prediction: the members' mean value (regression) or the
+        log of their mean probability (classification); a 2-d output as it is."""
+        if output.ndim == 2:
+            return output
+        if self.kind == "regression":
+            return output.float().mean(dim=1)
+        log_proba = torch.log_softmax(output.float(), dim=-1)
+        return torch.logsumexp(log_proba, dim=1) - math.log(output.shape[1])
+
     def metrics(self, output: Tensor, y: Tensor) -> dict[str, float]:
-        """Loss plus the early-stopping ``score`` (higher is better)."""
+        """Loss plus the early-stopping ``score`` (higher is better), of the combined
+        prediction."""
+        output = self.combine(output)
         loss = float(self.loss(output, y))
         if self.kind == "regression":
             rmse = math.sqrt(loss)
@@ -222,8 +242,13 @@ def fit_network(
     history: History,
     deadline: Deadline,
     callbacks: list[Callback] = (),
+    grad_clip: float | None = None,
+    record: dict | None = None,
 ) -> FitResult:
-    """Train with early stopping on ``val`` and restore the best weights (Gorishniy et al.)."""
+    """Train with early stopping on ``val`` and restore the best weights (Gorishniy et al.).
+
+    ``record`` adds fixed fields (such as the candidate's index) to every history row.
+    """
     best_state = copy.deepcopy(model.state_dict())
     best_metrics: dict[str, float] = evaluate(model, val, task, config)
     best_epoch, stopped_by, epoch = -1, "max_epochs", -1
@@ -231,7 +256,7 @@ def fit_network(
         started = time.perf_counter()
         train_loss = train_epoch(
             model, train, task=task, optimizer=optimizer, batch_size=batch_size,
-            generator=generator, config=config,
+            generator=generator, config=config, grad_clip=grad_clip,
         )
         metrics = evaluate(model, val, task, config)
         improved = best_epoch < 0 or _ranks_above(metrics, best_metrics)
@@ -245,6 +270,7 @@ def fit_network(
             **{f"val_{k}": v for k, v in metrics.items()},
             improved=improved,
             time_s=time.perf_counter() - started,
+            **(record or {}),
         )
         state = EpochState(epoch=epoch, row=row, best_epoch=best_epoch)
         for callback in callbacks:

@@ -1,8 +1,10 @@
 """Search, select, retrain: the core of one ``fit``, free of scikit-learn.
 
 The estimators prepare tensors and a :class:`FitPlan`; :func:`search_select_retrain`
-runs the three phases -- :func:`search`, :func:`select`, :func:`retrain` -- which hand
-each other typed values, and returns everything a fitted estimator keeps.
+runs the phases -- :func:`search`, :func:`select`, then :func:`retrain` for each
+candidate of the space (the selected cells, the TabM points), then greedy ensemble
+selection on validation -- which hand each other typed values, and returns everything a
+fitted estimator keeps.
 """
 
 from __future__ import annotations
@@ -15,15 +17,17 @@ import torch
 from torch import nn
 
 from tabnas.devices import DeviceConfig
-from tabnas.nas.network import DiscreteNetwork
+from tabnas.nas.embeddings import NEEDS_BINS, quantile_bins
+from tabnas.nas.network import DataShapes, build_network
 from tabnas.nas.selection import Decision, SelectionContext, Selector, argmax_select, make_selector
 from tabnas.nas.space import Architecture, SearchSpace
 from tabnas.nas.strategies import SearchStrategy, make_strategy
 from tabnas.nas.supernet import SuperNetwork
 from tabnas.training.callbacks import Callback, EarlyStopping, ProgressBar
 from tabnas.training.data import TensorData
+from tabnas.training.ensemble import EnsembleModel, greedy_ensemble
 from tabnas.training.history import History
-from tabnas.training.loop import Budget, FitResult, Task, fit_network, score_supernet
+from tabnas.training.loop import Budget, FitResult, Task, fit_network, predict, score_supernet
 from tabnas.training.optim import make_weight_optimizer
 from tabnas.training.search import SearchConfig, SupernetTrainer
 
@@ -40,6 +44,8 @@ class FitPlan:
     """Everything the core needs to know about one fit, resolved from the estimator.
 
     ``architecture`` skips search and selection: that network is trained as is.
+    ``ensemble_size`` is the number of greedy rounds over the trained candidates (1: the
+    best candidate on validation alone).
     """
 
     space: SearchSpace
@@ -50,23 +56,47 @@ class FitPlan:
     max_epochs: int
     patience: int
     architecture: Architecture | None = None
+    ensemble_size: int = 1
     verbose: bool = False
 
 
 @dataclass(frozen=True)
-class Shapes:
-    """The data-dependent sizes every network of the fit is built for."""
+class Recipe:
+    """How a backbone is trained when it is not the plan's default."""
 
-    n_num_features: int
-    cat_cardinalities: tuple[int, ...]
-    d_out: int
+    lr: float
+    weight_decay: float
+    grad_clip: float | None = None
 
-    def kwargs(self) -> dict[str, Any]:
-        return dict(
-            n_num_features=self.n_num_features,
-            cat_cardinalities=list(self.cat_cardinalities),
-            d_out=self.d_out,
-        )
+
+RECIPES: dict[str, Recipe] = {
+    # The ``tabm`` package's defaults (AdamW lr 2e-3, wd 3e-4) and its paper's clipping.
+    "tabm": Recipe(lr=2e-3, weight_decay=3e-4, grad_clip=1.0),
+}
+"""Backbones absent here (``cells``) train with the preset's lr and weight decay."""
+
+
+@dataclass
+class Member:
+    """One trained candidate: its network, how its training went, its ensemble weight."""
+
+    architecture: Architecture
+    model: nn.Module
+    result: FitResult
+    weight: float = 0.0
+    train_s: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "architecture": self.architecture.to_dict(),
+            "weight": self.weight,
+            "best_val": self.result.best_metrics,
+            "best_epoch": self.result.best_epoch,
+            "n_epochs": self.result.n_epochs,
+            "stopped_by": self.result.stopped_by,
+            "train_s": self.train_s,
+            "n_parameters": sum(p.numel() for p in self.model.parameters()),
+        }
 
 
 @dataclass
@@ -86,11 +116,15 @@ class SearchOutcome:
 
 @dataclass
 class NASResult:
+    """``architecture`` and ``retrain`` are those of the member of largest weight; ``model``
+    is the ensemble of all members of positive weight."""
+
     architecture: Architecture
     model: nn.Module
     history: History
     selection_trace: list[Decision]
     retrain: FitResult
+    members: list[Member] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     search_info: dict[str, Any] = field(default_factory=dict)
 
@@ -101,7 +135,7 @@ def search(
     weight_data: TensorData,
     arch_data: TensorData,
     val_data: TensorData,
-    shapes: Shapes,
+    shapes: DataShapes,
     task: Task,
     device: DeviceConfig,
     generator: torch.Generator,
@@ -151,24 +185,40 @@ def retrain(
     *,
     train: TensorData,
     val_data: TensorData,
-    shapes: Shapes,
+    shapes: DataShapes,
     task: Task,
     device: DeviceConfig,
     generator: torch.Generator,
     history: History,
     budget: Budget,
+    until: float = 1.0,
+    candidate: int = 0,
     callbacks: list[Callback] = (),
 ) -> tuple[nn.Module, FitResult]:
-    """Train ``architecture`` from scratch, early-stopped on val, best weights restored."""
-    model = DiscreteNetwork(architecture=architecture, **shapes.kwargs()).to(device.device)
-    optimizer = make_weight_optimizer(model, lr=plan.search.lr, weight_decay=plan.search.weight_decay)
+    """Train ``architecture`` from scratch, early-stopped on val, best weights restored,
+    within ``until`` of the time limit."""
+    model = build_network(architecture, shapes).to(device.device)
+    recipe = RECIPES.get(architecture.backbone, Recipe(plan.search.lr, plan.search.weight_decay))
+    optimizer = make_weight_optimizer(model, lr=recipe.lr, weight_decay=recipe.weight_decay)
     result = fit_network(
         model, train=train, val=val_data, task=task, optimizer=optimizer,
         max_epochs=plan.max_epochs, batch_size=plan.search.batch_size, generator=generator,
-        config=device, history=history, deadline=budget.until(1.0),
-        callbacks=[EarlyStopping(plan.patience), *callbacks],
+        config=device, history=history, deadline=budget.until(until),
+        callbacks=[EarlyStopping(plan.patience), *callbacks], grad_clip=recipe.grad_clip,
+        record={"candidate": candidate},
     )
     return model, result
+
+
+def ensemble(
+    members: list[Member], *, val_data: TensorData, task: Task, device: DeviceConfig, size: int
+) -> nn.Module:
+    """Weight ``members`` by greedy selection on validation; the weighted ensemble."""
+    outputs = [predict(m.model, val_data, device) for m in members]
+    selection = greedy_ensemble(outputs, val_data.y, task, size=size)
+    for member, weight in zip(members, selection.weights):
+        member.weight = weight
+    return EnsembleModel([m.model for m in members], selection.weights, task=task)
 
 
 def search_select_retrain(
@@ -184,17 +234,28 @@ def search_select_retrain(
     seed: int,
     budget: Budget,
 ) -> NASResult:
-    """Run the three phases; ``weight_data`` + ``arch_data`` form the training part."""
+    """Run the phases; ``weight_data`` + ``arch_data`` form the training part."""
     history = History()
     timings: dict[str, float] = {}
     generator = torch.Generator().manual_seed(seed)
-    shapes = Shapes(n_num_features, tuple(cat_cardinalities), task.d_out)
+    train = TensorData(*(torch.cat(pair) for pair in zip(
+        (weight_data.x_num, weight_data.x_cat, weight_data.y),
+        (arch_data.x_num, arch_data.x_cat, arch_data.y),
+    )))
+    shapes = DataShapes(
+        n_num_features, tuple(cat_cardinalities), task.d_out,
+        bins=tuple(quantile_bins(train.x_num)) if _needs_bins(plan, n_num_features) else None,
+    )
     bars: list[ProgressBar] = []
     trace: list[Decision] = []
     info: dict[str, Any] = {}
 
     mark = budget.elapsed()
-    if plan.architecture is None:
+    if plan.architecture is not None:
+        candidates = [plan.architecture]
+    elif "cells" not in plan.space.backbones:
+        candidates = plan.space.candidates(plan.space.tabm())
+    else:
         outcome = search(
             plan, weight_data=weight_data, arch_data=arch_data, val_data=val_data, shapes=shapes,
             task=task, device=device, generator=generator, history=history, budget=budget,
@@ -204,11 +265,11 @@ def search_select_retrain(
         logger.info("search: %d steps in %.1f s", outcome.steps, timings["search_s"])
 
         mark = budget.elapsed()
-        architecture, trace = select(
+        selected, trace = select(
             plan, outcome, seed=seed, budget=budget, callbacks=_bar(plan, None, "select", bars)
         )
         timings["selection_s"] = budget.elapsed() - mark
-        logger.info("selected in %.1f s:\n%s", timings["selection_s"], architecture)
+        logger.info("selected in %.1f s:\n%s", timings["selection_s"], selected)
         info = {
             "search_steps": outcome.steps,
             "tune_steps": outcome.trainer.tune_steps if trace else 0,
@@ -217,31 +278,49 @@ def search_select_retrain(
             "alpha_shift": outcome.alpha_shift,
         }
         del outcome
-    else:
-        architecture = plan.architecture
-        timings["search_s"] = timings["selection_s"] = 0.0
+        candidates = plan.space.candidates(selected)
+    timings.setdefault("search_s", 0.0)
+    timings.setdefault("selection_s", 0.0)
 
     mark = budget.elapsed()
-    train = TensorData(*(torch.cat(pair) for pair in zip(
-        (weight_data.x_num, weight_data.x_cat, weight_data.y),
-        (arch_data.x_num, arch_data.x_cat, arch_data.y),
-    )))
-    model, result = retrain(
-        plan, architecture, train=train, val_data=val_data, shapes=shapes, task=task,
-        device=device, generator=generator, history=history, budget=budget,
-        callbacks=_bar(plan, plan.max_epochs, "retrain", bars),
-    )
+    members = []
+    start_share = min(budget.elapsed() / budget.time_limit, 1.0) if budget.time_limit else 0.0
+    for i, architecture in enumerate(candidates):
+        started = budget.elapsed()
+        model, result = retrain(
+            plan, architecture, train=train, val_data=val_data, shapes=shapes, task=task,
+            device=device, generator=generator, history=history, budget=budget,
+            until=start_share + (1.0 - start_share) * (i + 1) / len(candidates), candidate=i,
+            callbacks=_bar(plan, plan.max_epochs, f"retrain {i}", bars),
+        )
+        members.append(Member(architecture, model, result, train_s=budget.elapsed() - started))
+        logger.info(
+            "candidate %d retrained for %d epochs (best %d, stopped by %s) in %.1f s, val %s",
+            i, result.n_epochs, result.best_epoch, result.stopped_by, members[-1].train_s,
+            result.best_metrics,
+        )
     for bar in bars:
         bar.close()
     timings["retrain_s"] = budget.elapsed() - mark
-    logger.info(
-        "retrained for %d epochs (best %d, stopped by %s) in %.1f s",
-        result.n_epochs, result.best_epoch, result.stopped_by, timings["retrain_s"],
-    )
+    mark = budget.elapsed()
+    model = ensemble(members, val_data=val_data, task=task, device=device, size=plan.ensemble_size)
+    timings["ensemble_s"] = budget.elapsed() - mark
+    lead = max(members, key=lambda m: m.weight)  # ties go to the earlier candidate
     return NASResult(
-        architecture=architecture, model=model.cpu().eval(), history=history,
-        selection_trace=trace, retrain=result, timings=timings, search_info=info,
+        architecture=lead.architecture, model=model.cpu().eval(), history=history,
+        selection_trace=trace, retrain=lead.result, members=members, timings=timings,
+        search_info=info,
     )
+
+
+def _needs_bins(plan: FitPlan, n_num_features: int) -> bool:
+    if n_num_features == 0:
+        return False
+    embeddings = (
+        {plan.architecture.num_embedding} if plan.architecture is not None
+        else set(plan.space.num_embeddings)
+    )
+    return bool(embeddings & NEEDS_BINS)
 
 
 def _bar(plan: FitPlan, total: int | None, name: str, bars: list[ProgressBar]) -> list[Callback]:
