@@ -110,9 +110,20 @@ def california(index_path, out: Path, *, with_ft_transformer: bool = False) -> l
             "fit_time_s": reg_s, "n_train": len(X_train), "architecture": str(reg.architecture_),
             "n_parameters": reg.n_parameters_, "timings": reg.timings_, "peak_rss_mb": peak_rss_mb(),
             "device": reg.device_, "fit_info": {k: v for k, v in reg.fit_info_.items() if k != "best_val"},
+            "ensemble": [ensemble_row(member) for member in reg.ensemble_],
         },
         *rows,
     ]
+
+
+def ensemble_row(member: dict) -> dict:
+    """One trained candidate of a fit, as the report shows it."""
+    from tabnas.nas.space import Architecture
+
+    return {
+        "architecture": str(Architecture.from_dict(member["architecture"])),
+        **{k: member[k] for k in ("weight", "best_val", "best_epoch", "train_s", "n_parameters")},
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:

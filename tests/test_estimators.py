@@ -60,8 +60,44 @@ def test_fitted_attributes_describe_the_run(fitted_mixed):
     assert clf.n_parameters_ == sum(p.numel() for p in clf.model_.parameters())
     assert set(clf.timings_) >= {"search_s", "selection_s", "retrain_s", "fit_s"}
     assert clf.device_ == "cpu"
-    retrain = clf.history_.phase("retrain")
+    lead = max(range(len(clf.ensemble_)), key=lambda i: clf.ensemble_[i]["weight"])
+    retrain = [r for r in clf.history_.phase("retrain") if r["candidate"] == lead]
     assert retrain[clf.best_epoch_]["improved"]
+
+
+def test_the_final_model_is_the_validation_ensemble_of_the_candidates(fitted_mixed, mixed_frame):
+    clf = fitted_mixed
+    # fast: the searched cells and the TabM point, both with piecewise-linear embeddings
+    members = [Architecture.from_dict(m["architecture"]) for m in clf.ensemble_]
+    assert [(a.backbone, a.num_embedding) for a in members] == [
+        ("cells", "piecewise_linear"), ("tabm", "piecewise_linear")
+    ]
+    assert all(clf.search_space_.contains(a) for a in members)
+    weights = [m["weight"] for m in clf.ensemble_]
+    assert sum(weights) == pytest.approx(1.0) and all(w * 10 == round(w * 10) for w in weights)
+    lead = max(range(len(members)), key=lambda i: weights[i])
+    assert clf.architecture_ == members[lead]
+    assert {r["candidate"] for r in clf.history_.phase("retrain")} == {0, 1}
+    assert f"{weights[lead]:.2f} x" in repr(clf.model_)
+    # the kept round is never worse on validation than the best candidate alone
+    assert clf.fit_info_["ensemble_val"]["loss"] <= min(m["best_val"]["loss"] for m in clf.ensemble_) + 1e-6
+    X, _ = mixed_frame
+    single = clone(clf).set_params(ensemble_size=1).fit(*mixed_frame)
+    assert sorted(m["weight"] for m in single.ensemble_) == [0.0, 1.0]
+    chosen = max(single.ensemble_, key=lambda m: m["weight"])  # the lowest validation loss
+    assert chosen["best_val"]["loss"] == min(m["best_val"]["loss"] for m in single.ensemble_)
+    assert single.predict_proba(X).shape == (len(X), 2)
+
+
+def test_a_tabm_architecture_trains_alone_and_predicts_its_members_mean(regression_data):
+    from tabnas.nas.space import MLPSettings
+
+    X, y = regression_data
+    point = Architecture.tabm(MLPSettings(k=4, d_block=32), num_embedding="periodic")
+    reg = TabNASRegressor(**{**FAST, "max_epochs": 30}, architecture=point).fit(X, y)
+    assert reg.architecture_ == point and len(reg.ensemble_) == 1
+    assert {row["phase"] for row in reg.history_} == {"retrain"}
+    assert reg.score(X, y) > 0.5
 
 
 def test_unseen_category_at_predict_works(fitted_mixed, mixed_frame):

@@ -55,8 +55,7 @@ PRESETS: dict[str, Preset] = {
         n_cells=3, n_nodes=2, node_inputs=2, d_token=64, n_heads=8,
         min_steps=200, max_steps=1000, warmup_steps=60, search_patience=8, tune_steps=100,
         max_epochs=300, patience=16,
-        num_embeddings=("piecewise_linear", "periodic"), backbones=("cells", "tabm"),
-        ensemble_size=10,
+        num_embeddings=("piecewise_linear",), backbones=("cells", "tabm"), ensemble_size=10,
     ),
     # A longer search with a larger cell; meant for a GPU or an overnight CPU run.
     "best": Preset(

@@ -97,7 +97,8 @@ def quantile_bins(x_num: Tensor, n_bins: int = N_BINS) -> list[Tensor]:
 
     ``rtdl_num_embeddings.compute_bins`` refuses a constant column and more bins than rows;
     a constant column gets one bin around its value, and ``n_bins`` shrinks to the rows.
-    Two-valued columns (missing-value indicators) get one bin, as they should.
+    Two-valued columns (missing-value indicators) get the few bins their quantiles give,
+    without the package's warning about it.
     """
     x = x_num.detach().float().cpu()
     if x.ndim != 2 or x.shape[1] == 0:

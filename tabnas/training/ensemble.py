@@ -1,8 +1,8 @@
 """Greedy ensemble selection (Caruana et al. 2004) over the networks a fit trained.
 
 Rounds add, with replacement, the candidate whose addition gives the lowest validation
-loss of the running average; a candidate's weight is the share of rounds that picked
-it. The loss (cross-entropy of the averaged probabilities, or squared error of the
+loss of the running average; the ensemble of the round with the lowest loss is kept,
+and a candidate's weight is its share of that round's picks. The loss (cross-entropy of the averaged probabilities, or squared error of the
 averaged values) is the criterion rather than accuracy: on small validation splits one
 row is a large step of accuracy, and the loss ranks ensembles that accuracy ties.
 """
@@ -57,15 +57,18 @@ def greedy_ensemble(
     means = [_as_mean(task, output) for output in val_outputs]
     counts = [0] * len(means)
     total = torch.zeros_like(means[0])
-    history = []
+    history: list[float] = []
+    kept = counts
     for round_ in range(1, size + 1):
         losses = [_loss_of_mean(task, (total + m) / round_, y) for m in means]
         best = min(range(len(means)), key=lambda i: (losses[i], i))
-        counts[best] += 1
+        counts = [c + (i == best) for i, c in enumerate(counts)]
         total = total + means[best]
+        if not history or losses[best] < min(history):
+            kept = counts  # the ensemble of the best round so far
         history.append(losses[best])
     return EnsembleSelection(
-        weights=tuple(c / size for c in counts), val_loss=tuple(history)
+        weights=tuple(c / sum(kept) for c in kept), val_loss=tuple(history)
     )
 
 

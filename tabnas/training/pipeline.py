@@ -212,13 +212,15 @@ def retrain(
 
 def ensemble(
     members: list[Member], *, val_data: TensorData, task: Task, device: DeviceConfig, size: int
-) -> nn.Module:
-    """Weight ``members`` by greedy selection on validation; the weighted ensemble."""
+) -> tuple[nn.Module, dict[str, float]]:
+    """Weight ``members`` by greedy selection on validation; the weighted ensemble and its
+    validation scores."""
     outputs = [predict(m.model, val_data, device) for m in members]
     selection = greedy_ensemble(outputs, val_data.y, task, size=size)
     for member, weight in zip(members, selection.weights):
         member.weight = weight
-    return EnsembleModel([m.model for m in members], selection.weights, task=task)
+    model = EnsembleModel([m.model for m in members], selection.weights, task=task)
+    return model, task.metrics(predict(model, val_data, device), val_data.y)
 
 
 def search_select_retrain(
@@ -286,6 +288,9 @@ def search_select_retrain(
     members = []
     start_share = min(budget.elapsed() / budget.time_limit, 1.0) if budget.time_limit else 0.0
     for i, architecture in enumerate(candidates):
+        if members and budget.until(1.0).expired():
+            logger.info("time limit reached: %d of %d candidates trained", i, len(candidates))
+            break
         started = budget.elapsed()
         model, result = retrain(
             plan, architecture, train=train, val_data=val_data, shapes=shapes, task=task,
@@ -303,7 +308,9 @@ def search_select_retrain(
         bar.close()
     timings["retrain_s"] = budget.elapsed() - mark
     mark = budget.elapsed()
-    model = ensemble(members, val_data=val_data, task=task, device=device, size=plan.ensemble_size)
+    model, info["ensemble_val"] = ensemble(
+        members, val_data=val_data, task=task, device=device, size=plan.ensemble_size
+    )
     timings["ensemble_s"] = budget.elapsed() - mark
     lead = max(members, key=lambda m: m.weight)  # ties go to the earlier candidate
     return NASResult(

@@ -123,3 +123,73 @@ def test_op_parameters_report_each_candidate():
     assert sizes["linear"] == 32 * 32 + 32
     # The flattened ResNet block: BatchNorm + two linear maps over 9 * 32 values.
     assert sizes["resnet"] == 2 * 288 + 288 * 64 + 64 + 64 * 288 + 288
+
+
+def test_tabm_is_a_point_of_the_space_with_the_tabm_packages_parameter_count():
+    import tabm
+    from rtdl_num_embeddings import PiecewiseLinearEmbeddings
+
+    from tabnas.nas.embeddings import quantile_bins
+    from tabnas.nas.network import DataShapes, TabMNetwork, build_network
+    from tabnas.nas.space import MLPSettings
+
+    x = torch.randn(200, 4)
+    bins = quantile_bins(x)
+    mlp = MLPSettings(n_blocks=2, d_block=64, k=8, d_embedding=12)
+    arch = Architecture.tabm(mlp, num_embedding="piecewise_linear")
+    space = SearchSpace(num_embeddings=("piecewise_linear",), backbones=("cells", "tabm"), mlp=mlp)
+    assert space.contains(arch) and not SearchSpace().contains(arch)
+    network = build_network(arch, DataShapes(4, (3, 5), 2, bins=tuple(bins)))
+    assert isinstance(network, TabMNetwork)
+    reference = tabm.TabM.make(
+        n_num_features=4, cat_cardinalities=[3, 5], d_out=2,
+        num_embeddings=PiecewiseLinearEmbeddings(bins, 12, activation=False, version="B"),
+        n_blocks=2, d_block=64, k=8,
+    )
+    assert n_params(network) == n_params(reference)
+    out = network(x[:10], torch.zeros(10, 2, dtype=torch.long))
+    assert out.shape == (10, 8, 2)  # one prediction per member
+
+
+def test_tabm_architectures_round_trip_and_old_dicts_still_load():
+    from tabnas.nas.space import MLPSettings
+
+    arch = Architecture.tabm(MLPSettings(k=4), num_embedding="periodic")
+    assert Architecture.from_dict(json.loads(arch.to_json())) == arch
+    assert "TabM" in str(arch) and "periodic" in str(arch)
+    old = Architecture.chain([["attention", "ffn"]]).to_dict()
+    for key in ("num_embedding", "backbone", "mlp"):
+        del old[key]
+    assert Architecture.from_dict(old) == Architecture.chain([["attention", "ffn"]])
+    with pytest.raises(ValueError, match="no cells"):
+        Architecture(cells=Architecture.chain([["ffn"]]).cells, backbone="tabm", mlp=MLPSettings())
+    with pytest.raises(ValueError, match="mlp settings belong"):
+        Architecture(cells=Architecture.chain([["ffn"]]).cells, mlp=MLPSettings())
+    with pytest.raises(ValueError, match="unknown numeric embedding"):
+        Architecture.tabm(num_embedding="fourier")
+    with pytest.raises(ValueError, match="arch_type"):
+        MLPSettings(arch_type="tabm-packed-x")
+
+
+def test_candidates_are_the_selected_cells_and_a_tabm_point_per_embedding():
+    space = SearchSpace(num_embeddings=("piecewise_linear", "periodic"), backbones=("cells", "tabm"))
+    selected = space.chain(["attention", "ffn"])
+    assert selected.num_embedding == "piecewise_linear"  # the supernet's embedding
+    candidates = space.candidates(selected)
+    assert candidates[0] == selected
+    assert [(c.backbone, c.num_embedding) for c in candidates[1:]] == [
+        ("tabm", "piecewise_linear"), ("tabm", "periodic")
+    ]
+    assert all(space.contains(c) for c in candidates)
+    assert SearchSpace().candidates(selected) == [selected]
+
+
+def test_cells_with_other_embeddings_keep_one_token_per_feature():
+    from tabnas.nas.embeddings import quantile_bins
+
+    x = torch.randn(50, 3)
+    for name in ("linear", "periodic", "piecewise_linear"):
+        arch = Architecture.ft_transformer(1).with_embedding(name)
+        net = DiscreteNetwork(architecture=arch, n_num_features=3, cat_cardinalities=[4], d_out=1,
+                              bins=quantile_bins(x))
+        assert net.tokenizer(x, torch.zeros(50, 1, dtype=torch.long)).shape == (50, 5, 96)

@@ -1,0 +1,40 @@
+import pytest
+import torch
+from rtdl_num_embeddings import PeriodicEmbeddings, PiecewiseLinearEmbeddings
+
+from tabnas.nas.embeddings import NUM_EMBEDDING_REGISTRY, make_num_embedding, quantile_bins
+
+
+@pytest.mark.parametrize("name", sorted(NUM_EMBEDDING_REGISTRY))
+def test_every_embedding_maps_features_to_vectors(name):
+    x = torch.randn(64, 3)
+    module = make_num_embedding(name, n_features=3, d_embedding=8, bins=quantile_bins(x))
+    assert module(x).shape == (64, 3, 8)
+
+
+def test_embeddings_are_the_packages_own_modules():
+    x = torch.randn(64, 2)
+    assert isinstance(make_num_embedding("periodic", n_features=2, d_embedding=8), PeriodicEmbeddings)
+    ple = make_num_embedding("piecewise_linear", n_features=2, d_embedding=8, bins=quantile_bins(x))
+    assert isinstance(ple, PiecewiseLinearEmbeddings) and ple.linear0 is not None  # version "B"
+
+
+def test_piecewise_linear_needs_bins_and_unknown_names_list_the_registered():
+    with pytest.raises(ValueError, match="needs bins"):
+        make_num_embedding("piecewise_linear", n_features=2, d_embedding=8)
+    with pytest.raises(ValueError, match="registered: .*periodic"):
+        make_num_embedding("fourier", n_features=2, d_embedding=8)
+    with pytest.raises(ValueError, match="bins for 1 features"):
+        make_num_embedding("piecewise_linear", n_features=2, d_embedding=8, bins=quantile_bins(torch.randn(9, 1)))
+
+
+def test_quantile_bins_survive_constant_binary_and_tiny_columns():
+    x = torch.stack([torch.randn(100), torch.full((100,), 3.0), (torch.arange(100) % 2).float()], dim=1)
+    bins = quantile_bins(x, n_bins=10)
+    assert len(bins[0]) == 11 and bool((bins[0][1:] > bins[0][:-1]).all())
+    assert bins[1].tolist() == [2.5, 3.5]  # one bin around the constant
+    assert bins[2][0] == 0.0 and bins[2][-1] == 1.0  # a missing-value indicator
+    tiny = quantile_bins(torch.tensor([[0.0, 1.0], [2.0, 1.0]]))
+    assert tiny[0].tolist() == [0.0, 2.0] and tiny[1].tolist() == [0.5, 1.5]
+    module = make_num_embedding("piecewise_linear", n_features=3, d_embedding=4, bins=bins)
+    assert torch.isfinite(module(x)).all()
