@@ -41,6 +41,7 @@ MODEL_OPTIONS: dict[str, frozenset[str]] = {
             "selection",
             "time_limit",
             "max_search_steps",
+            "ensemble_size",
             "max_epochs",
             "patience",
             "batch_size",
@@ -310,6 +311,14 @@ class TabNASModel(Adapter):
             "device": est.device_,
             "n_parameters": int(est.n_parameters_),
             "architecture": est.architecture_.to_dict(),
+            "selected_architecture": (
+                None if est.selected_architecture_ is None else est.selected_architecture_.to_dict()
+            ),
+            "ensemble": [
+                {k: m[k] for k in ("weight", "best_val", "train_s", "n_parameters")}
+                | {"backbone": m["architecture"]["backbone"], "num_embedding": m["architecture"]["num_embedding"]}
+                for m in est.ensemble_
+            ],
             "best_epoch": int(est.best_epoch_),
             "timings": {k: round(float(v), 3) for k, v in est.timings_.items()},
             "options": {

@@ -12,6 +12,9 @@ the same retrain protocol (early stopping on val, best weights restored), these 
 - ``ft-point`` and ``resnet-point``: FT-Transformer's and a ResNet's points of the space
   (``space.chain(["attention", "ffn"])``, ``space.chain(["resnet", "skip"])``).
 
+The study is about the cells search, so every arm searches or trains the preset's space
+restricted to the ``cells`` backbone (no TabM candidate, no ensemble).
+
 Every arm records its fit time, its val score (what a user could select on) and, through
 :meth:`SearchValueModel.score_arms`, its test scores. The search arms also record the
 undiscretised supernet's val score (the discretisation gap). ``python -m
@@ -21,6 +24,7 @@ benchmarks.search_value DIR`` turns a run's ``results.jsonl`` into the study's r
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import time
@@ -44,8 +48,9 @@ class SearchValueModel(Adapter):
         preset = self.options.get("preset", "fast")
         n_random = int(self.options.get("n_random", 6))
         self.arms_: dict[str, dict[str, Any]] = {}
+        cells = dataclasses.replace(self._estimator_class()(preset=preset).search_space(), backbones=("cells",))
         for arm, (strategy, selection) in SEARCH_ARMS.items():
-            est = self._fit_one(X_train, y_train, X_val, y_val, arm, preset=preset,
+            est = self._fit_one(X_train, y_train, X_val, y_val, arm, preset=preset, space=cells,
                                 search_strategy=strategy, selection=selection)
             info = self.arms_[arm]
             info["supernet_val"] = est.fit_info_["supernet_val"]["score"]
@@ -71,10 +76,13 @@ class SearchValueModel(Adapter):
             i += 1
         return self
 
-    def _fit_one(self, X_train, y_train, X_val, y_val, arm: str, **params):
+    def _estimator_class(self):
         from tabnas import TabNASClassifier, TabNASRegressor
 
-        cls = TabNASClassifier if self.is_classification else TabNASRegressor
+        return TabNASClassifier if self.is_classification else TabNASRegressor
+
+    def _fit_one(self, X_train, y_train, X_val, y_val, arm: str, **params):
+        cls = self._estimator_class()
         budget = {k: self.options[k] for k in ("max_search_steps", "max_epochs") if k in self.options}
         started = time.perf_counter()
         est = cls(random_state=self.seed, **budget, **params).fit(X_train, y_train, X_val=X_val, y_val=y_val)

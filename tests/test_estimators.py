@@ -56,7 +56,7 @@ def test_fitted_attributes_describe_the_run(fitted_mixed):
     assert isinstance(clf.architecture_, Architecture)
     assert clf.search_space_.contains(clf.architecture_)
     assert Architecture.from_dict(clf.architecture_.to_dict()) == clf.architecture_
-    assert "cell 0" in str(clf.architecture_)
+    assert "cell 0" in str(clf.selected_architecture_)
     assert clf.n_parameters_ == sum(p.numel() for p in clf.model_.parameters())
     assert set(clf.timings_) >= {"search_s", "selection_s", "retrain_s", "fit_s"}
     assert clf.device_ == "cpu"
@@ -69,6 +69,7 @@ def test_the_final_model_is_the_validation_ensemble_of_the_candidates(fitted_mix
     clf = fitted_mixed
     # fast: the searched cells and the TabM point, both with piecewise-linear embeddings
     members = [Architecture.from_dict(m["architecture"]) for m in clf.ensemble_]
+    assert members[0] == clf.selected_architecture_  # what PT selected is the first candidate
     assert [(a.backbone, a.num_embedding) for a in members] == [
         ("cells", "piecewise_linear"), ("tabm", "piecewise_linear")
     ]
@@ -305,6 +306,7 @@ def test_a_given_architecture_is_trained_without_a_search(cancer):
     point = space.chain(["attention", "ffn"])
     clf = TabNASClassifier(**{**FAST, "max_epochs": 5}, architecture=point).fit(X[:200], y[:200])
     assert clf.architecture_ == point and clf.argmax_architecture_ is None
+    assert clf.selected_architecture_ is None
     assert {row["phase"] for row in clf.history_} == {"retrain"}
     assert clf.timings_["search_s"] == clf.timings_["selection_s"] == 0.0
     assert clf.selection_trace_ == []

@@ -92,7 +92,9 @@ def test_learning_curves(fitted, tmp_path):
     assert_png(path)
     assert len(fig.axes) == 4
     legend = [text.get_text() for text in fig.axes[1].get_legend().get_texts()]
-    assert f"best epoch ({fitted.best_epoch_})" in legend
+    for member in fitted.ensemble_:  # one curve per candidate, named by its axes and weight
+        arch = member["architecture"]
+        assert f"{arch['backbone']} · {arch['num_embedding']} · w {member['weight']:.1f}: val" in legend
     assert fig.axes[2].get_ylabel() == "validation accuracy"
 
 

@@ -39,6 +39,7 @@ class BaseTabNAS(BaseEstimator, ABC):
         "search_strategy": [StrOptions(set(STRATEGY_REGISTRY)), SearchStrategy],
         "selection": [StrOptions(set(SELECTOR_REGISTRY)), Selector],
         "architecture": [Architecture, None],
+        "space": [SearchSpace, None],
         "time_limit": [Interval(Real, 0, None, closed="neither"), None],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "categorical_features": ["array-like", None],
@@ -59,6 +60,7 @@ class BaseTabNAS(BaseEstimator, ABC):
         search_strategy: str | SearchStrategy = "darts",
         selection: str | Selector = "pt",
         architecture: Architecture | None = None,
+        space: SearchSpace | None = None,
         time_limit: float | None = None,
         validation_fraction: float = 0.2,
         categorical_features=None,
@@ -75,6 +77,7 @@ class BaseTabNAS(BaseEstimator, ABC):
         self.search_strategy = search_strategy
         self.selection = selection
         self.architecture = architecture
+        self.space = space
         self.time_limit = time_limit
         self.validation_fraction = validation_fraction
         self.categorical_features = categorical_features
@@ -193,6 +196,7 @@ class BaseTabNAS(BaseEstimator, ABC):
         self.preprocessor_ = preprocessor
         self.search_space_ = plan.space
         self.architecture_ = result.architecture
+        self.selected_architecture_ = result.search_info.get("selected_architecture")
         self.argmax_architecture_ = result.search_info.get("argmax_architecture")
         self.model_ = result.model
         self.history_ = result.history
@@ -210,15 +214,23 @@ class BaseTabNAS(BaseEstimator, ABC):
             "cpu_threads": cpu_threads(),
             "stopped_by": result.retrain.stopped_by,
             "best_val": result.retrain.best_metrics,
-            **{k: v for k, v in result.search_info.items() if k != "argmax_architecture"},
+            **{
+                k: v for k, v in result.search_info.items()
+                if k not in ("argmax_architecture", "selected_architecture")
+            },
         }
 
     def search_space(self) -> SearchSpace:
-        """The space this estimator's preset searches; needs no fit.
+        """The space this estimator searches: ``space`` when given, else its preset's;
+        needs no fit.
 
         Its points (``space.chain(["attention", "ffn"])``, ``space.sample(seed)``) can be
-        passed back as ``architecture=`` to train one network of the space without a search.
+        passed back as ``architecture=`` to train one network of the space without a search,
+        and a changed copy (``dataclasses.replace(space, backbones=("cells",))``) as
+        ``space=``.
         """
+        if self.space is not None:
+            return self.space
         preset = PRESETS[self.preset] if self.preset in PRESETS else PRESETS["medium"]
         return SearchSpace(
             n_cells=preset.n_cells,

@@ -30,7 +30,11 @@ class TabNASClassifier(ClassifierMixin, BaseTabNAS):
         PT-DARTS perturbation-based selection, or the DARTS argmax rule.
     architecture : Architecture, default=None
         Skip the search and train this network (for example a point of
-        ``search_space()``: ``est.search_space().chain(["attention", "ffn"])``).
+        ``search_space()``: ``est.search_space().chain(["attention", "ffn"])``, or
+        ``Architecture.tabm()``).
+    space : SearchSpace, default=None
+        Search this space instead of the preset's (e.g. the preset's with
+        ``backbones=("cells",)`` to search cells only).
     time_limit : float, default=None
         Seconds shared by search, selection and retraining; ``fit`` returns within it plus
         one epoch.
@@ -42,6 +46,9 @@ class TabNASClassifier(ClassifierMixin, BaseTabNAS):
         and ``bool`` columns.
     max_search_steps : int, default=None
         Override the preset's largest number of weight steps in the search.
+    ensemble_size : int, default=None
+        Rounds of greedy ensemble selection over the trained candidates (the preset's
+        when None); 1 keeps the best candidate on validation alone.
     max_epochs, patience, batch_size : int, default=None
         Override the preset's retraining epochs, early-stopping patience and batch size.
     device : str, default="auto"
@@ -55,12 +62,18 @@ class TabNASClassifier(ClassifierMixin, BaseTabNAS):
     ----------
     classes_ : ndarray of shape (n_classes,)
     architecture_ : Architecture
-        The selected architecture; ``str()`` describes it, ``to_dict()`` serialises it.
+        The ensemble member of largest weight; ``str()`` describes it, ``to_dict()``
+        serialises it.
+    selected_architecture_ : Architecture or None
+        The cells the selector chose from the supernet (``None`` without a search).
+    ensemble_ : list of dict
+        Every trained candidate: its architecture, ensemble weight, validation scores,
+        epochs and training time.
     argmax_architecture_ : Architecture or None
         What DARTS's argmax rule picks from the α at the end of the search (``None``
         when ``architecture`` was given): the baseline the selection is compared with.
-    model_ : torch.nn.Module
-        The trained network (on the CPU).
+    model_ : EnsembleModel
+        The weighted ensemble of the trained candidates (on the CPU), one ``torch.nn.Module``.
     history_ : History
         One row per epoch of the ``search``, ``select`` and ``retrain`` phases.
     selection_trace_ : list of dict

@@ -35,6 +35,23 @@ def _score_key(estimator: Any, rows: list[dict[str, Any]]) -> tuple[str, str]:
     return "val_score", "score (higher is better)"
 
 
+def _by_candidate(rows: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
+    groups: dict[int, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(int(row.get("candidate", 0)), []).append(row)
+    return groups
+
+
+def _candidate_label(estimator: Any, candidate: int) -> str:
+    """``"tabm · piecewise_linear · w 0.6"`` from ``ensemble_``."""
+    members = getattr(estimator, "ensemble_", None) or []
+    if candidate >= len(members):
+        return f"candidate {candidate}"
+    member = members[candidate]
+    arch = member["architecture"]
+    return f"{arch.get('backbone', 'cells')} · {arch.get('num_embedding', 'linear')} · w {member['weight']:.1f}"
+
+
 def _empty(ax: Axes, text: str) -> None:
     ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="0.4")
 
@@ -50,9 +67,10 @@ def plot_learning_curves(
     The left column is the supernet: its training loss on the weight half and its loss
     and score on the architecture half (the "validation" of the bi-level search) per
     ``search`` epoch, followed by PT's tuning epochs (``select``, shaded). The right column
-    is the selected architecture retrained from scratch: training loss and loss and
-    score on the validation set, with the best epoch (``best_epoch_``, whose weights the
-    estimator keeps) marked. The top row is the loss (cross-entropy, or MSE on the
+    is every candidate retrained from scratch (the selected cells, the TabM points),
+    labelled with its backbone, numeric embedding and weight in the final ensemble:
+    training loss and loss and score on the validation set, with the epoch whose weights
+    it keeps circled. The top row is the loss (cross-entropy, or MSE on the
     standardised target), the bottom row the validation accuracy (classification) or
     RMSE (regression).
 
@@ -85,7 +103,6 @@ def plot_learning_curves(
     retrain = [row for row in history if row.get("phase") == "retrain"]
     score_key, score_label = _score_key(estimator, search + retrain)
     loss_label = "cross-entropy" if is_classifier(estimator) else "MSE (standardised y)"
-    best = int(estimator.best_epoch_)
 
     fig = Figure(figsize=(11.0, 6.4), layout="constrained")
     axes = fig.subplots(2, 2, sharex="col")
@@ -115,28 +132,32 @@ def plot_learning_curves(
             _empty(ax, "no search epoch recorded")
 
     if retrain:
-        epochs, marker = epochs_of(retrain), marker_for(len(retrain))
-        retrain_loss.plot(epochs, column(retrain, "train_loss"), marker=marker, ms=3, label="train")
-        retrain_loss.plot(epochs, column(retrain, "val_loss"), marker=marker, ms=3, label="validation")
-        retrain_score.plot(
-            epochs, column(retrain, score_key), marker=marker, ms=3, color="tab:orange",
-            label="validation",
-        )
-        at_best = [row for row in retrain if row["epoch"] == best]
-        if at_best:
-            for ax, key in ((retrain_loss, "val_loss"), (retrain_score, score_key)):
-                ax.axvline(best, color="tab:green", ls=":", lw=1.5, label=f"best epoch ({best})")
-                ax.plot(
-                    best, at_best[0].get(key, np.nan), marker="o", ms=8, mfc="none",
-                    mec="tab:green", mew=2,
-                )
-        retrain_loss.legend(fontsize=8)
+        for candidate, rows in _by_candidate(retrain).items():
+            label = _candidate_label(estimator, candidate)
+            epochs, marker = epochs_of(rows), marker_for(len(rows))
+            line, = retrain_loss.plot(epochs, column(rows, "val_loss"), marker=marker, ms=3, label=f"{label}: val")
+            retrain_loss.plot(
+                epochs, column(rows, "train_loss"), ls="--", lw=1, color=line.get_color(),
+                label=f"{label}: train",
+            )
+            retrain_score.plot(
+                epochs, column(rows, score_key), marker=marker, ms=3, color=line.get_color(), label=label
+            )
+            best_rows = [row for row in rows if row.get("improved")]
+            if best_rows:  # the epoch whose weights this candidate keeps
+                best = best_rows[-1]
+                for ax, key in ((retrain_loss, "val_loss"), (retrain_score, score_key)):
+                    ax.plot(
+                        best["epoch"], best.get(key, np.nan), marker="o", ms=8, mfc="none",
+                        mec=line.get_color(), mew=2,
+                    )
+        retrain_loss.legend(fontsize=7)
     else:
         for ax in (retrain_loss, retrain_score):
             _empty(ax, "no retraining epoch recorded")
 
     search_loss.set_title("Search + PT selection (supernet)", fontsize=10)
-    retrain_loss.set_title("Retraining (selected architecture)", fontsize=10)
+    retrain_loss.set_title("Retraining: each candidate (circle: epoch kept)", fontsize=10)
     for ax in (search_loss, retrain_loss):
         ax.set_ylabel(f"loss ({loss_label})")
     for ax in (search_score, retrain_score):

@@ -27,8 +27,10 @@ if TYPE_CHECKING:
 
 
 def final_ops(estimator: Any) -> dict[tuple[int, int, int], str]:
-    """``(cell, source, target) -> op`` of the selected architecture, when there is one."""
-    architecture = getattr(estimator, "architecture_", None)
+    """``(cell, source, target) -> op`` of the cells PT selected, when there are some."""
+    architecture = getattr(estimator, "selected_architecture_", None) or getattr(
+        estimator, "architecture_", None
+    )
     if architecture is None:
         return {}
     return {
@@ -154,6 +156,10 @@ def plot_architecture_weights(
         handles=handles, loc="outside lower center", ncol=int(np.ceil(len(handles) / 2)),
         fontsize=8, frameon=False,
     )
-    fig.suptitle("Architecture weights during search and selection ([op] = final choice)", fontsize=11)
+    fig.suptitle(
+        f"Architecture weights during search and selection ([op] = final choice;"
+        f" {space.num_embeddings[0]} embeddings)",
+        fontsize=11,
+    )
     save(fig, path, dpi)
     return fig

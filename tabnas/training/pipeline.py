@@ -275,6 +275,7 @@ def search_select_retrain(
         info = {
             "search_steps": outcome.steps,
             "tune_steps": outcome.trainer.tune_steps if trace else 0,
+            "selected_architecture": selected,
             "argmax_architecture": outcome.argmax_architecture,
             "supernet_val": outcome.supernet_val,
             "alpha_shift": outcome.alpha_shift,
