@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from benchmarks.models import BASE_MODELS, check_model_options, model_family
+from benchmarks.models import check_model_options, model_families, model_family
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -280,7 +280,7 @@ def _dataset_spec(item: Any, source: str, path: Path) -> DatasetSpec:
 def _models(table: Any, path: Path) -> list[ModelSpec]:
     if not isinstance(table, dict) or not table:
         raise ValueError(
-            f"config {path}: a [models] table naming at least one of {list(BASE_MODELS)} is required"
+            f"config {path}: a [models] table naming at least one of {list(model_families())} is required"
         )
     specs = []
     for name, options in table.items():
@@ -333,12 +333,12 @@ def select(
         for name in models:
             if name in by_name:
                 chosen_models.append(by_name[name])
-            elif name in BASE_MODELS:
+            elif name in model_families():
                 chosen_models.append(ModelSpec(name=name, family=name))
             else:
                 raise ValueError(
                     f"unknown model {name!r}; valid models: config {cfg.name}'s {sorted(by_name)}"
-                    f" or any of {list(BASE_MODELS)}"
+                    f" or any of {list(model_families())}"
                 )
         out.models = list({m.name: m for m in chosen_models}.values())
     return out

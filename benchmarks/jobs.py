@@ -30,7 +30,6 @@ from benchmarks.config import DatasetSpec, ModelSpec
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-TORCH_FAMILIES = ("resnet", "ft_transformer", "tabnas", "search_value")
 
 
 @dataclass(frozen=True)
@@ -101,7 +100,9 @@ def execute(job: Job) -> dict[str, Any]:
     """Run ``job`` in this process: the result row, with ``status`` ok or error."""
     row = base_row(job)
     try:
-        _set_threads(job.threads, torch_needed=job.model.family in TORCH_FAMILIES)
+        from benchmarks.models import adapter_class
+
+        _set_threads(job.threads, torch_needed=adapter_class(job.model.family).uses_torch)
         row.update(_fit_and_score(job))
         row["status"] = "ok"
     except Exception as error:  # a failed job is recorded, not raised
@@ -219,7 +220,7 @@ def _set_threads(threads: int, *, torch_needed: bool) -> None:
 
 def versions(family: str) -> dict[str, str | None]:
     """Versions of Python, the core libraries and the model's own package (no heavy imports)."""
-    from benchmarks.models import PACKAGES
+    from benchmarks.models import adapter_class
 
     def version(package: str) -> str | None:
         try:
@@ -228,7 +229,7 @@ def versions(family: str) -> dict[str, str | None]:
             return None
 
     out = {"python": platform.python_version()}
-    for package in ("tabnas", "torch", "scikit-learn", "numpy", "pandas", PACKAGES[family]):
+    for package in ("tabnas", "torch", "scikit-learn", "numpy", "pandas", adapter_class(family).package):
         out[package] = version(package)
     return out
 

@@ -8,82 +8,56 @@ early stopping; ``predict_proba`` (classification) and ``predict`` score the tes
 
 Models: ``dummy`` (majority class / mean), ``xgboost``, ``lightgbm``, ``catboost`` (default
 parameters, 4000 trees, early stopping 50 on val, native categorical support),
-``resnet`` and ``ft_transformer`` (:mod:`benchmarks.nn_baselines`, Gorishniy et al. 2021),
-and ``tabnas`` plus named variants ``tabnas-<variant>`` (options of the estimator);
-``search_value`` runs the arms of the search-value study (:mod:`benchmarks.search_value`).
+``resnet`` and ``ft_transformer`` (Gorishniy et al. 2021), ``tabm`` (TabM with
+piecewise-linear embeddings) and ``realmlp`` (RealMLP-TD, ``pytabkit``) in
+:mod:`benchmarks.nn_baselines`, and ``tabnas`` plus named variants ``tabnas-<variant>``
+(options of the estimator); ``search_value`` runs the arms of the search-value study
+(:mod:`benchmarks.search_value`).
+
+Each model is one adapter class that registers itself under its ``family`` with what the
+harness needs to know about it (the package whose version is recorded, whether it uses
+torch, the options a config may set): no table elsewhere names the models.
 """
 
 from __future__ import annotations
 
 import warnings
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
-
-BASE_MODELS = (
-    "dummy", "xgboost", "lightgbm", "catboost", "resnet", "ft_transformer", "tabnas", "search_value",
-)
-"""Model families; ``tabnas-<variant>`` names a configured variant of ``tabnas``."""
-
-MODEL_OPTIONS: dict[str, frozenset[str]] = {
-    "dummy": frozenset(),
-    "xgboost": frozenset({"params"}),
-    "lightgbm": frozenset({"params"}),
-    "catboost": frozenset({"params"}),
-    "resnet": frozenset({"max_epochs", "device"}),
-    "ft_transformer": frozenset({"max_epochs", "device"}),
-    "tabnas": frozenset(
-        {
-            "preset",
-            "search_strategy",
-            "selection",
-            "time_limit",
-            "max_search_steps",
-            "ensemble_size",
-            "max_epochs",
-            "patience",
-            "batch_size",
-            "device",
-        }
-    ),
-    "search_value": frozenset({"preset", "n_random", "default", "max_search_steps", "max_epochs"}),
-}
-"""Options a config may set per model. GBDT ``params`` are extra constructor arguments
-(e.g. ``device = "cuda"`` for XGBoost on a GPU); ``max_epochs`` of the neural baselines is
-meant for smoke tests only (the protocol is patience 16 with no epoch cap)."""
-
-PACKAGES = {
-    "dummy": "scikit-learn",
-    "xgboost": "xgboost",
-    "lightgbm": "lightgbm",
-    "catboost": "catboost",
-    "resnet": "rtdl_revisiting_models",
-    "ft_transformer": "rtdl_revisiting_models",
-    "tabnas": "tabnas",
-    "search_value": "tabnas",
-}
-"""The package whose version is recorded with each model's results."""
 
 N_ESTIMATORS = 4000
 EARLY_STOPPING_ROUNDS = 50
 
 
+MODEL_REGISTRY: dict[str, type[Adapter]] = {}
+"""Model family -> its adapter class, filled by the adapters themselves."""
+
+
+def model_families() -> tuple[str, ...]:
+    return tuple(MODEL_REGISTRY)
+
+
+def adapter_class(family: str) -> type[Adapter]:
+    return MODEL_REGISTRY[model_family(family)]
+
+
 def model_family(name: str) -> str:
     """``"tabnas-fast"`` -> ``"tabnas"``; a ``ValueError`` listing valid names for others."""
-    if name in BASE_MODELS:
+    if name in MODEL_REGISTRY:
         return name
     if name.startswith("tabnas-") and len(name) > len("tabnas-"):
         return "tabnas"
     raise ValueError(
-        f"unknown model {name!r}; valid models: {', '.join(BASE_MODELS)}, or tabnas-<variant>"
+        f"unknown model {name!r}; valid models: {', '.join(MODEL_REGISTRY)}, or tabnas-<variant>"
     )
 
 
 def check_model_options(name: str, options: dict[str, Any]) -> None:
     """A clear ``ValueError`` for options the model does not take."""
-    allowed = MODEL_OPTIONS[model_family(name)]
+    allowed = adapter_class(name).options()
     unknown = sorted(set(options) - allowed)
     if unknown:
         raise ValueError(
@@ -92,7 +66,7 @@ def check_model_options(name: str, options: dict[str, Any]) -> None:
         )
     if "params" in options and not isinstance(options["params"], dict):
         raise ValueError(f"model {name!r}: params must be a table, got {options['params']!r}")
-    for key in ("max_epochs", "patience", "batch_size"):
+    for key in ("max_epochs", "patience", "batch_size", "ensemble_size", "k", "d_block", "n_blocks"):
         if key in options and not (isinstance(options[key], int) and options[key] >= 1):
             raise ValueError(
                 f"model {name!r}: {key} must be a positive integer, got {options[key]!r}"
@@ -108,11 +82,30 @@ def check_model_options(name: str, options: dict[str, Any]) -> None:
 class Adapter(ABC):
     """One model for one task and seed; ``info()`` adds what to record beside the scores.
 
-    ``imports`` lists the modules ``fit`` needs; the runner imports them before it starts
-    the fit clock, so that fit times do not include a library's import.
+    A concrete adapter names its ``family`` and registers itself; ``package`` is the
+    package whose version is recorded with its results, ``uses_torch`` whether the job
+    must set torch's threads, ``option_names`` what a config may set. ``imports`` lists the
+    modules ``fit`` needs; the runner imports them before it starts the fit clock, so that
+    fit times do not include a library's import.
     """
 
+    family: ClassVar[str]
+    package: ClassVar[str] = "scikit-learn"
+    uses_torch: ClassVar[bool] = False
+    option_names: ClassVar[frozenset[str]] = frozenset()
     imports: tuple[str, ...] = ()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "family" in cls.__dict__:
+            if cls.family in MODEL_REGISTRY:
+                raise ValueError(f"a benchmark model named {cls.family!r} is already registered")
+            MODEL_REGISTRY[cls.family] = cls
+
+    @classmethod
+    def options(cls) -> frozenset[str]:
+        """The options a config may set for this model."""
+        return cls.option_names
 
     def __init__(
         self,
@@ -153,6 +146,8 @@ class Adapter(ABC):
 class DummyModel(Adapter):
     """The majority class (prior probabilities) or the training mean."""
 
+    family = "dummy"
+
     imports = ("sklearn.dummy",)
 
     def fit(self, X_train, y_train, X_val, y_val):
@@ -171,7 +166,13 @@ class DummyModel(Adapter):
 
 
 class _GBDT(Adapter):
-    """Shared fit / predict of the three boosting libraries' scikit-learn interfaces."""
+    """Shared fit / predict of the three boosting libraries' scikit-learn interfaces.
+
+    ``params`` are extra constructor arguments (e.g. ``device = "cuda"`` for XGBoost on a
+    GPU).
+    """
+
+    option_names = frozenset({"params"})
 
     def predict_proba(self, X):
         return self.model_.predict_proba(self._frame(X))
@@ -188,6 +189,7 @@ class _GBDT(Adapter):
 class XGBoostModel(_GBDT):
     """XGBoost defaults, ``tree_method="hist"``, categories via ``enable_categorical``."""
 
+    family = package = "xgboost"
     imports = ("xgboost",)
 
     def fit(self, X_train, y_train, X_val, y_val):
@@ -214,6 +216,7 @@ class XGBoostModel(_GBDT):
 class LightGBMModel(_GBDT):
     """LightGBM defaults; pandas ``category`` columns are its categorical features."""
 
+    family = package = "lightgbm"
     imports = ("lightgbm",)
 
     def fit(self, X_train, y_train, X_val, y_val):
@@ -244,6 +247,7 @@ class LightGBMModel(_GBDT):
 class CatBoostModel(_GBDT):
     """CatBoost defaults; categorical columns passed as ``cat_features`` (as text)."""
 
+    family = package = "catboost"
     imports = ("catboost",)
 
     MISSING = "__missing__"
@@ -287,7 +291,17 @@ class CatBoostModel(_GBDT):
 class TabNASModel(Adapter):
     """``TabNASClassifier`` / ``TabNASRegressor`` with the variant's options."""
 
+    family = package = "tabnas"
+    uses_torch = True
     imports = ("tabnas",)
+
+    @classmethod
+    def options(cls) -> frozenset[str]:
+        """The estimator's own parameters (``get_params``), less what the harness sets:
+        the seed, the categorical columns (the frame's dtypes) and the verbosity."""
+        from tabnas import TabNASClassifier
+
+        return frozenset(TabNASClassifier().get_params()) - {"random_state", "verbose", "categorical_features"}
 
     def fit(self, X_train, y_train, X_val, y_val):
         from tabnas import TabNASClassifier, TabNASRegressor
@@ -342,21 +356,8 @@ def make_model(
     """The adapter of model ``name`` (a family name or ``tabnas-<variant>``)."""
     options = dict(options or {})
     check_model_options(name, options)
-    family = model_family(name)
-    if family in ("resnet", "ft_transformer"):
-        from benchmarks.nn_baselines import FTTransformerModel, ResNetModel
+    return adapter_class(name)(task=task, n_classes=n_classes, seed=seed, threads=threads, options=options)
 
-        cls: type[Adapter] = ResNetModel if family == "resnet" else FTTransformerModel
-    elif family == "search_value":
-        from benchmarks.search_value import SearchValueModel
 
-        cls = SearchValueModel
-    else:
-        cls = {
-            "dummy": DummyModel,
-            "xgboost": XGBoostModel,
-            "lightgbm": LightGBMModel,
-            "catboost": CatBoostModel,
-            "tabnas": TabNASModel,
-        }[family]
-    return cls(task=task, n_classes=n_classes, seed=seed, threads=threads, options=options)
+# The adapters of these modules register themselves; they import torch only when used.
+from benchmarks import nn_baselines, search_value  # noqa: E402, F401

@@ -42,6 +42,10 @@ POINTS = {"ft-point": ("attention", "ffn"), "resnet-point": ("resnet", "skip")}
 class SearchValueModel(Adapter):
     """All arms of the study; ``predict`` answers with ``options["default"]`` (darts-pt)."""
 
+    family = "search_value"
+    package = "tabnas"
+    uses_torch = True
+    option_names = frozenset({"preset", "n_random", "default", "max_search_steps", "max_epochs"})
     imports = ("tabnas",)
 
     def fit(self, X_train, y_train, X_val, y_val):

@@ -18,6 +18,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 FAST = {
     "resnet": {"max_epochs": 2},
     "ft_transformer": {"max_epochs": 2},
+    "tabm": {"max_epochs": 2, "k": 4, "d_block": 32},
     "tabnas-fast": {"preset": "fast", "max_search_steps": 10, "max_epochs": 2},
 }
 
@@ -48,15 +49,13 @@ def tiny_data(task: str, n: int = 160, seed: int = 0):
 
 
 @pytest.mark.parametrize(
-    "name", ["dummy", "xgboost", "lightgbm", "catboost", "resnet", "ft_transformer"]
+    "name", ["dummy", "xgboost", "lightgbm", "catboost", "resnet", "ft_transformer", "tabm", "realmlp"]
 )
 @pytest.mark.parametrize("task", ["binclass", "multiclass", "regression"])
 def test_baselines(name, task):
-    pytest.importorskip(
-        {"resnet": "rtdl_revisiting_models", "ft_transformer": "rtdl_revisiting_models"}.get(
-            name, "sklearn" if name == "dummy" else name
-        )
-    )
+    from benchmarks.models import adapter_class
+
+    pytest.importorskip(adapter_class(name).package.replace("scikit-learn", "sklearn"))
     X, y, X_val, y_val, X_test = tiny_data(task)
     n_classes = None if task == "regression" else int(y.max()) + 1
     model = make_model(name, FAST.get(name), task=task, n_classes=n_classes, seed=0).fit(
@@ -69,7 +68,7 @@ def test_baselines(name, task):
         assert proba.shape == (len(X_test), n_classes)
         np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
     info = model.info()
-    if name in ("resnet", "ft_transformer"):
+    if name in ("resnet", "ft_transformer", "tabm"):
         assert info["n_parameters"] > 0 and info["epochs"] == 2
 
 
@@ -80,6 +79,38 @@ def test_tabnas_variant_records_its_architecture():
     assert model.predict_proba(X_test).shape == (len(X_test), 2)
     info = model.info()
     assert info["n_parameters"] > 0 and "cells" in info["architecture"]
+
+
+def test_tabm_members_train_on_their_own_losses_and_predict_their_mean():
+    import torch
+
+    X, y, X_val, y_val, X_test = tiny_data("multiclass")
+    model = make_model("tabm", FAST["tabm"], task="multiclass", n_classes=3, seed=0).fit(X, y, X_val, y_val)
+    assert model.model_.k == 4
+    inputs = model._tensors(X_test)
+    model.model_.eval()
+    with torch.inference_mode():
+        members = model.model_(*inputs).softmax(-1)  # (batch, k, classes)
+    np.testing.assert_allclose(model.predict_proba(X_test), members.mean(dim=1).double().numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_every_model_registers_what_the_harness_needs():
+    from benchmarks.models import MODEL_REGISTRY, adapter_class, check_model_options
+
+    assert {"dummy", "xgboost", "lightgbm", "catboost", "resnet", "ft_transformer", "tabm",
+            "realmlp", "tabnas", "search_value"} <= set(MODEL_REGISTRY)
+    for family, cls in MODEL_REGISTRY.items():
+        assert cls.family == family and isinstance(cls.package, str) and isinstance(cls.options(), frozenset)
+    assert adapter_class("tabnas-fast").uses_torch and not adapter_class("lightgbm").uses_torch
+    # tabnas takes exactly its estimator's parameters, less what the harness sets
+    from tabnas import TabNASRegressor
+
+    assert adapter_class("tabnas").options() == set(TabNASRegressor().get_params()) - {
+        "random_state", "verbose", "categorical_features"
+    }
+    check_model_options("tabnas-small", {"ensemble_size": 3, "preset": "fast"})
+    with pytest.raises(ValueError, match="valid options: .*'d_block'"):
+        check_model_options("tabm", {"width": 3})
 
 
 def test_unknown_model_name():
