@@ -323,9 +323,11 @@ class TabMModel(_TorchBaseline):
 class RealMLPModel(Adapter):
     """RealMLP-TD, ``pytabkit``'s tuned defaults, through its scikit-learn interface.
 
-    It gets the raw frame (its own robust scaling, smooth clipping and one-hot encoding;
-    pandas ``category`` columns are its categorical features) and the validation split
-    for its best-epoch selection.
+    It gets the frame with its own preprocessing left to it (robust scaling, smooth
+    clipping, one-hot encoding; pandas ``category`` columns are its categorical features)
+    and the validation split for its best-epoch selection. It refuses missing numbers, so
+    a numeric column with missing values in training gets the training mean and a 0/1
+    missing indicator, as the other networks' inputs do.
     """
 
     family = "realmlp"
@@ -339,17 +341,24 @@ class RealMLPModel(Adapter):
 
         cls = RealMLP_TD_Classifier if self.is_classification else RealMLP_TD_Regressor
         self.device_ = str(self.options.get("device", "cpu"))
+        numeric = [c for c in X_train.columns if not isinstance(X_train[c].dtype, pd.CategoricalDtype)]
+        self.fill_ = {c: float(X_train[c].mean()) for c in numeric}
+        self.flagged_ = [c for c in numeric if X_train[c].isna().any()]
         self.model_ = cls(random_state=self.seed, n_threads=self.threads, device=self.device_, verbosity=0)
-        self.model_.fit(X_train, y_train, X_val=X_val, y_val=y_val)
+        self.model_.fit(self._frame(X_train), y_train, X_val=self._frame(X_val), y_val=y_val)
         return self
 
+    def _frame(self, X: pd.DataFrame) -> pd.DataFrame:
+        flags = {f"{c}__missing": X[c].isna().astype(np.float64) for c in self.flagged_}
+        return X.fillna(self.fill_).assign(**flags)
+
     def predict_proba(self, X):
-        return self.model_.predict_proba(X)
+        return self.model_.predict_proba(self._frame(X))
 
     def predict(self, X):
         if self.is_classification:
             return self.predict_proba(X).argmax(axis=1)
-        return np.asarray(self.model_.predict(X), dtype=np.float64)
+        return np.asarray(self.model_.predict(self._frame(X)), dtype=np.float64)
 
     def info(self):
         return {"device": self.device_}
