@@ -58,14 +58,7 @@ class FeatureTokenizer(nn.Module):
         _check_features(n_num_features, cat_cardinalities)
         self.cls = nn.Parameter(torch.empty(d_token))
         nn.init.uniform_(self.cls, -(d_token**-0.5), d_token**-0.5)
-        self.num_embeddings = (
-            make_num_embedding(
-                num_embedding, n_features=n_num_features, d_embedding=d_token,
-                bins=bins if num_embedding in NEEDS_BINS else None,
-            )
-            if n_num_features > 0
-            else None
-        )
+        self.num_embeddings = _num_embedding(num_embedding, n_num_features, d_token, bins)
         self.cat_embeddings = (
             CategoricalEmbeddings(list(cat_cardinalities), d_token, bias=True)
             if cat_cardinalities
@@ -98,6 +91,18 @@ class Readout(nn.Module):
 
     def forward(self, tokens: Tensor) -> Tensor:
         return self.head(tokens[:, 0])  # (batch, d_out)
+
+
+def _num_embedding(
+    name: str, n_num_features: int, d_embedding: int, bins: Sequence[Tensor] | None
+) -> nn.Module | None:
+    """The numeric features' embedding, or None without numeric features."""
+    if n_num_features == 0:
+        return None
+    return make_num_embedding(
+        name, n_features=n_num_features, d_embedding=d_embedding,
+        bins=bins if name in NEEDS_BINS else None,
+    )
 
 
 def _check_features(n_num_features: int, cat_cardinalities: Sequence[int]) -> None:
@@ -221,14 +226,7 @@ class TabMNetwork(nn.Module):
         _check_features(n_num_features, cat_cardinalities)
         self.architecture = architecture
         mlp = architecture.mlp
-        embedding = (
-            make_num_embedding(
-                architecture.num_embedding, n_features=n_num_features, d_embedding=mlp.d_embedding,
-                bins=bins if architecture.num_embedding in NEEDS_BINS else None,
-            )
-            if n_num_features > 0
-            else None
-        )
+        embedding = _num_embedding(architecture.num_embedding, n_num_features, mlp.d_embedding, bins)
         self.has_num, self.has_cat = n_num_features > 0, bool(cat_cardinalities)
         self.tabm = tabm.TabM.make(
             n_num_features=n_num_features,
