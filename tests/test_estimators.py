@@ -265,6 +265,19 @@ def test_bad_categorical_features_names_the_columns(mixed_frame):
         TabNASClassifier(**FAST, categorical_features=["colour"]).fit(X, y)
 
 
+@pytest.mark.parametrize("param", ["time_limit", "max_epochs", "ensemble_size"])
+def test_bools_are_refused_where_numbers_are_meant(param, cancer):
+    X, y = cancer
+    with pytest.raises(ValueError, match=f"{param}=True is a bool.*pass a number"):
+        TabNASClassifier(**{**FAST, param: True}).fit(X[:40], y[:40])
+
+
+def test_validation_data_are_keyword_only(cancer):
+    X, y = cancer
+    with pytest.raises(TypeError, match="positional"):
+        TabNASClassifier(**FAST).fit(X[:40], y[:40], X[40:50], y[40:50])
+
+
 def test_bad_params_are_reported_at_fit():
     with pytest.raises(ValueError, match="preset"):
         TabNASClassifier(preset="huge").fit(np.zeros((10, 2)), [0, 1] * 5)

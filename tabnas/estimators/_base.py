@@ -27,6 +27,12 @@ from tabnas.training.search import SearchConfig
 
 logger = logging.getLogger(__name__)
 
+_NUMBER_PARAMS = (
+    "time_limit", "validation_fraction", "max_search_steps", "ensemble_size", "max_epochs",
+    "patience", "batch_size",
+)
+_NUMBER_EXAMPLES = {"time_limit": 600, "validation_fraction": 0.2, "batch_size": 256}
+
 MIN_SAMPLES = 4
 """Rows ``fit`` needs: train (split again in two halves) and validation must be non-empty."""
 
@@ -106,7 +112,7 @@ class BaseTabNAS(BaseEstimator, ABC):
 
     # ---- fit -------------------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, X_val=None, y_val=None):
+    def fit(self, X, y, *, X_val=None, y_val=None):
         """Search an architecture, select it and train it.
 
         Parameters
@@ -128,6 +134,12 @@ class BaseTabNAS(BaseEstimator, ABC):
             )
         if (X_val is None) != (y_val is None):
             raise ValueError("pass both X_val and y_val, or neither")
+        for name in _NUMBER_PARAMS:  # bool is an int to Python and to the constraints
+            if isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ValueError(
+                    f"{name}={getattr(self, name)!r} is a bool, where a number is meant;"
+                    f" pass a number (e.g. {name}={_NUMBER_EXAMPLES.get(name, 10)}) or None"
+                )
         before = dict(self.__dict__)
         try:
             self._fit(X, y, X_val, y_val)
