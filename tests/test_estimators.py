@@ -341,3 +341,19 @@ def test_strategy_and_selector_instances_are_parameters(cancer):
     assert "DARTS(lr=0.05" in repr(clf)
     with pytest.raises(ValueError, match="search_strategy"):
         TabNASClassifier(search_strategy=object()).fit(X[:50], y[:50])
+
+
+def test_column_names_reach_the_messages(mixed_frame):
+    X, y = mixed_frame
+    bad = X.assign(num2=np.where(np.arange(len(X)) % 7 == 0, "n/a", X["num2"]).astype(object))
+    with pytest.raises(ValueError, match="column 'num2' is numeric but holds the non-numeric value 'n/a'"):
+        TabNASClassifier(**FAST, categorical_features=["color", "flag"]).fit(bad, y)
+
+
+def test_huge_regression_targets_stay_finite_or_are_refused():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 2))
+    reg = TabNASRegressor(**{**FAST, "max_epochs": 2}).fit(X, rng.normal(size=40) * 1e200)
+    assert np.isfinite(reg.target_std_) and np.isfinite(reg.predict(X)).all()
+    with pytest.raises(ValueError, match="too large for predictions.*divide y"):
+        TabNASRegressor(**FAST).fit(X, rng.normal(size=40) * 1e300)

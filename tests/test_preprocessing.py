@@ -98,3 +98,35 @@ def test_plain_holdout_and_minimum_size():
     assert len(holdout_split(2, 0.01, np.random.default_rng(1))[1]) == 1
     with pytest.raises(ValueError, match="at least 2 rows"):
         holdout_split(1, 0.5, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize(
+    "column",
+    [
+        pd.date_range("2020-01-01", periods=6),
+        pd.date_range("2020-01-01", periods=6, tz="UTC"),
+        pd.to_timedelta(np.arange(6), unit="h"),
+        pd.Series(np.array(["2020-01-01"] * 6, dtype="datetime64[D]")).astype(object),
+    ],
+)
+def test_dates_and_durations_are_refused_with_the_column_name_and_a_fix(column):
+    frame = pd.DataFrame({0: np.arange(6.0), 1: column})
+    pre = TabularPreprocessor(categorical=[], random_state=0, names=["size", "when"])
+    with pytest.raises(ValueError, match=r"column 'when' holds dates or durations.*total_seconds"):
+        pre.fit(frame)
+
+
+def test_unhashable_categories_are_refused_with_the_column_name():
+    frame = pd.DataFrame({0: [[1], [2], [1]], 1: [1.0, 2.0, 3.0]})
+    pre = TabularPreprocessor(categorical=[0], random_state=0, names=["tags", "x"])
+    with pytest.raises(ValueError, match=r"column 'tags' is categorical but holds list values.*astype\(str\)"):
+        pre.fit(frame)
+    ok = TabularPreprocessor(categorical=[0], random_state=0).fit(pd.DataFrame({0: ["a", "b"], 1: [1.0, 2.0]}))
+    with pytest.raises(ValueError, match="holds dict values"):
+        ok.transform(pd.DataFrame({0: [{"a": 1}, "b"], 1: [1.0, 2.0]}))
+
+
+def test_messages_use_the_names_given():
+    frame = pd.DataFrame({0: [1.0, np.inf], 1: [1.0, 2.0]})
+    with pytest.raises(ValueError, match="infinity in column 'income'"):
+        TabularPreprocessor(categorical=[], random_state=0, names=["income", "age"]).fit(frame)

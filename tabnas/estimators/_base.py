@@ -183,7 +183,10 @@ class BaseTabNAS(BaseEstimator, ABC):
                 f" weight half and an architecture half; got n_samples={len(frame)}"
             )
 
-        preprocessor = TabularPreprocessor(categorical=self._categorical_columns_, random_state=noise_seed)
+        preprocessor = TabularPreprocessor(
+            categorical=self._categorical_columns_, random_state=noise_seed,
+            names=getattr(self, "feature_names_in_", None),
+        )
         preprocessor.fit(frame)
         weight_rows, arch_rows = holdout_split(
             len(frame), 0.5, split_rng, stratify=self._stratify(y_encoded)

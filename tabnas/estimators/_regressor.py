@@ -10,6 +10,10 @@ from tabnas.estimators._base import BaseTabNAS, as_target
 from tabnas.training.loop import Task
 
 
+MAX_TARGET_SCALE = 1e250
+"""Beyond this, ``prediction * std + mean`` can overflow float64."""
+
+
 class TabNASRegressor(RegressorMixin, BaseTabNAS):
     """A regressor whose network is found by differentiable architecture search.
 
@@ -32,8 +36,16 @@ class TabNASRegressor(RegressorMixin, BaseTabNAS):
     def _encode_target(self, y, *, fitting: bool) -> np.ndarray:
         y = check_array(as_target(y), ensure_2d=False, dtype=np.float64, input_name="y")
         if fitting:
-            std = float(np.std(y))
-            self.target_mean_ = float(np.mean(y))
+            scale = float(np.max(np.abs(y))) if y.size else 0.0
+            if scale > MAX_TARGET_SCALE:
+                raise ValueError(
+                    f"y holds values up to {scale:.3g}, too large for predictions in float64 to"
+                    " stay finite; divide y by a constant (e.g. y / 1e100) and multiply the"
+                    " predictions back"
+                )
+            scale = scale or 1.0  # computed on y / scale, so the moments never overflow
+            std = float(np.std(y / scale)) * scale
+            self.target_mean_ = float(np.mean(y / scale)) * scale
             self.target_std_ = std if std > 0 else 1.0
         return ((y - self.target_mean_) / self.target_std_).astype(np.float32)
 

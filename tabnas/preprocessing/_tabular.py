@@ -30,6 +30,13 @@ def to_float_column(values: Any, name: str) -> np.ndarray:
         return array.astype(np.float64)
     if array.dtype.kind == "c":
         raise ValueError("Complex data not supported")
+    if array.dtype.kind in "mM" or _is_datetime_like(values):
+        raise ValueError(
+            f"column {name} holds dates or durations ({getattr(values, 'dtype', array.dtype)});"
+            " tabnas takes numbers and categories: convert it first, e.g. to seconds with"
+            " (df[col] - df[col].min()).dt.total_seconds(), or to categories such as the"
+            " month or weekday"
+        )
     array = array.astype(object)
     array[pd.isna(array)] = np.nan
     try:
@@ -41,6 +48,28 @@ def to_float_column(values: Any, name: str) -> np.ndarray:
             " categorical_features (or give it a pandas 'category' or 'object' dtype) to treat"
             " it as categorical, or clean the values"
         ) from None
+
+
+def _is_datetime_like(values: Any) -> bool:
+    dtype = getattr(values, "dtype", None)
+    return isinstance(dtype, pd.DatetimeTZDtype) or (
+        dtype is not None and pd.api.types.is_object_dtype(dtype)
+        and any(isinstance(v, (pd.Timestamp, pd.Timedelta, np.datetime64, np.timedelta64))
+                or type(v).__module__ == "datetime" for v in pd.Series(values).dropna()[:100])
+    )
+
+
+def check_hashable(values: pd.Series, name: str) -> None:
+    """Categories must be hashable: a clear error for lists, dicts and sets."""
+    for value in values:
+        try:
+            hash(value)
+        except TypeError:
+            raise ValueError(
+                f"column {name} is categorical but holds {type(value).__name__} values such as"
+                f" {value!r}, which cannot be categories; turn each into a string or a number"
+                " (e.g. df[col].astype(str)), or split it into columns"
+            ) from None
 
 
 def _is_number(value: Any) -> bool:
@@ -65,11 +94,15 @@ class TabularPreprocessor:
     Args:
         categorical: positions of the categorical columns.
         random_state: seeds the quantile noise.
+        names: the columns' names, for messages (``'income'`` rather than ``column 1``).
     """
 
-    def __init__(self, *, categorical: Sequence[int], random_state: int):
+    def __init__(
+        self, *, categorical: Sequence[int], random_state: int, names: Sequence[str] | None = None
+    ):
         self.categorical = list(categorical)
         self.random_state = random_state
+        self.names = None if names is None else [str(n) for n in names]
 
     def fit(self, frame: pd.DataFrame) -> TabularPreprocessor:
         """``frame`` has positional columns; its rows are the training rows."""
@@ -95,6 +128,8 @@ class TabularPreprocessor:
                 subsample=10**9,
                 random_state=self.random_state,
             ).fit(noisy)
+        for j in self.categorical:
+            check_hashable(frame.iloc[:, j], self._name(frame, j))
         self.categories_ = [pd.Index(_category_values(frame.iloc[:, j])) for j in self.categorical]
         return self
 
@@ -116,6 +151,7 @@ class TabularPreprocessor:
         x_num = np.concatenate([numeric, indicators], axis=1).astype(np.float32)
         x_cat = np.zeros((frame.shape[0], len(self.categorical)), dtype=np.int64)
         for i, (j, categories) in enumerate(zip(self.categorical, self.categories_)):
+            check_hashable(frame.iloc[:, j], self._name(frame, j))
             codes = categories.get_indexer(frame.iloc[:, j].astype(object))
             x_cat[:, i] = codes + 1  # unknown and missing (-1) -> 0
         return x_num, x_cat
@@ -133,7 +169,7 @@ class TabularPreprocessor:
             )
         return numeric
 
-    @staticmethod
-    def _name(frame: pd.DataFrame, j: int) -> str:
-        name = frame.columns[j]
+    def _name(self, frame: pd.DataFrame, j: int) -> str:
+        names = getattr(self, "names", None)  # absent in preprocessors pickled by tabnas 0.1
+        name = names[j] if names is not None and j < len(names) else frame.columns[j]
         return repr(name) if isinstance(name, str) else f"{j}"
