@@ -90,10 +90,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
             **scores(task, model, X_test, y_test),
             "n_parameters": model.n_parameters_,
             "architecture": model.architecture_.to_dict(),
+            "ensemble": [
+                {"architecture": m["architecture"], "weight": m["weight"], "best_val": m["best_val"]}
+                for m in model.ensemble_
+            ],
         }
         results.append(row)
         print(f"\n== {name} ({task}, {len(X_train)} training rows) ==")
-        print(model.architecture_)
+        print(model.model_)  # the ensemble's members and their weights
         _save_plots(model, out / name)
         try:
             started = time.perf_counter()

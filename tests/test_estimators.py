@@ -357,3 +357,21 @@ def test_huge_regression_targets_stay_finite_or_are_refused():
     assert np.isfinite(reg.target_std_) and np.isfinite(reg.predict(X)).all()
     with pytest.raises(ValueError, match="too large for predictions.*divide y"):
         TabNASRegressor(**FAST).fit(X, rng.normal(size=40) * 1e300)
+
+
+def test_an_interrupted_fit_leaves_the_previous_model(fitted_mixed, mixed_frame, monkeypatch):
+    import tabnas.estimators._base as base
+
+    X, y = mixed_frame
+    before = fitted_mixed.predict_proba(X)
+    state = dict(fitted_mixed.__dict__)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(base, "search_select_retrain", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        fitted_mixed.fit(X[:100], y[:100])
+    assert fitted_mixed.__dict__.keys() == state.keys()
+    assert all(fitted_mixed.__dict__[k] is v for k, v in state.items())
+    np.testing.assert_array_equal(fitted_mixed.predict_proba(X), before)
