@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Iterator, Literal
 
@@ -60,6 +62,11 @@ class Task:
         accuracy = float((output.argmax(-1) == y).float().mean())
         return {"loss": loss, "accuracy": accuracy, "score": accuracy}
 
+
+logger = logging.getLogger(__name__)
+
+MAX_RECOVERIES = 3
+"""Non-finite training losses a retraining survives (each time: last good weights, lr / 10)."""
 
 Clock = Callable[[], float]
 
@@ -252,12 +259,25 @@ def fit_network(
     best_state = copy.deepcopy(model.state_dict())
     best_metrics: dict[str, float] = evaluate(model, val, task, config)
     best_epoch, stopped_by, epoch = -1, "max_epochs", -1
+    recoveries = 0
     for epoch in range(max_epochs):
         started = time.perf_counter()
         train_loss = train_epoch(
             model, train, task=task, optimizer=optimizer, batch_size=batch_size,
             generator=generator, config=config, grad_clip=grad_clip,
         )
+        if not math.isfinite(train_loss):
+            recoveries += 1
+            _recover(model, optimizer, best_state, epoch=epoch, attempt=recoveries)
+            history.record(
+                phase="retrain", epoch=epoch, train_loss=train_loss, improved=False,
+                recovered=True, lr=optimizer.param_groups[0]["lr"],
+                time_s=time.perf_counter() - started, **(record or {}),
+            )
+            if recoveries > MAX_RECOVERIES:
+                stopped_by = "non_finite_loss"
+                break
+            continue
         metrics = evaluate(model, val, task, config)
         improved = best_epoch < 0 or _ranks_above(metrics, best_metrics)
         if improved:
@@ -285,6 +305,23 @@ def fit_network(
     return FitResult(
         best_epoch=best_epoch, best_metrics=best_metrics, n_epochs=epoch + 1, stopped_by=stopped_by
     )
+
+
+def _recover(
+    model: nn.Module, optimizer: torch.optim.Optimizer, good_state: dict, *, epoch: int, attempt: int
+) -> None:
+    """After a NaN or infinite loss: the last good weights, fresh optimizer moments, lr / 10."""
+    model.load_state_dict(good_state)
+    optimizer.state.clear()
+    for group in optimizer.param_groups:
+        group["lr"] *= 0.1
+    message = (
+        f"the training loss was not finite in epoch {epoch}; restored the last good weights"
+        f" and lowered the learning rate to {optimizer.param_groups[0]['lr']:.3g}"
+        f" (recovery {attempt} of at most {MAX_RECOVERIES})"
+    )
+    logger.warning(message)
+    warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
 def _ranks_above(metrics: dict[str, float], best: dict[str, float]) -> bool:

@@ -66,6 +66,25 @@ def test_fit_network_restores_the_best_epoch_and_records_history():
     assert history.column("val_rmse", phase="retrain") == [r["val_rmse"] for r in rows]
 
 
+def test_a_non_finite_loss_restores_the_last_good_weights_and_lowers_the_lr():
+    torch.manual_seed(0)
+    model = Linear()
+    task = Task(kind="regression", d_out=1)
+    history = History()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e3)  # diverges at once
+    with pytest.warns(RuntimeWarning, match=r"not finite in epoch \d+; restored the last good weights"):
+        result = fit_network(
+            model, train=data(64, 0), val=data(32, 1), task=task, optimizer=optimizer,
+            max_epochs=30, batch_size=16, generator=torch.Generator().manual_seed(0), config=CPU,
+            history=history, deadline=Deadline(None), callbacks=[EarlyStopping(5)],
+        )
+    recovered = [r for r in history.phase("retrain") if r.get("recovered")]
+    assert recovered and recovered[0]["lr"] == pytest.approx(1e2)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert result.stopped_by in ("early_stopping", "max_epochs", "non_finite_loss")
+    assert torch.isfinite(torch.tensor(result.best_metrics["loss"]))
+
+
 def test_early_stopping_waits_for_patience():
     stopper = EarlyStopping(patience=2)
     state = EpochState(epoch=3, row={}, best_epoch=2)
