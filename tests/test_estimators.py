@@ -6,6 +6,7 @@ import joblib
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from sklearn.base import clone
 from sklearn.compose import ColumnTransformer
 from sklearn.exceptions import NotFittedError
@@ -375,3 +376,19 @@ def test_an_interrupted_fit_leaves_the_previous_model(fitted_mixed, mixed_frame,
     assert fitted_mixed.__dict__.keys() == state.keys()
     assert all(fitted_mixed.__dict__[k] is v for k, v in state.items())
     np.testing.assert_array_equal(fitted_mixed.predict_proba(X), before)
+
+
+def test_predict_changes_nothing_and_threads_may_predict_at_once(fitted_mixed, mixed_frame):
+    from concurrent.futures import ThreadPoolExecutor
+
+    X, _ = mixed_frame
+    state = dict(fitted_mixed.__dict__)
+    weights = {k: v.clone() for k, v in fitted_mixed.model_.state_dict().items()}
+    serial = fitted_mixed.predict_proba(X)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda _: fitted_mixed.predict_proba(X), range(8)))
+    for result in results:
+        np.testing.assert_allclose(result, serial, rtol=1e-6, atol=1e-7)
+    assert all(fitted_mixed.__dict__[k] is v for k, v in state.items())
+    assert all(torch.equal(v, weights[k]) for k, v in fitted_mixed.model_.state_dict().items())
+    assert fitted_mixed.fit_info_["cpu_threads"] >= 1

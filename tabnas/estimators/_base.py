@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from abc import ABC, abstractmethod
 from numbers import Integral, Real
@@ -196,6 +197,7 @@ class BaseTabNAS(BaseEstimator, ABC):
         val_data = self._tensors(preprocessor, val_frame, y_val_encoded)
         plan = self._plan(n_train=len(frame))
         with hardware_settings(device), seeded(torch_seed, device):
+            threads_used = cpu_threads()  # inside the settings: what the fit really uses
             result = search_select_retrain(
                 plan,
                 weight_data=data[torch.as_tensor(weight_rows)].to(device),
@@ -226,7 +228,7 @@ class BaseTabNAS(BaseEstimator, ABC):
             "n_val": len(val_frame),
             "n_weight_half": len(weight_rows),
             "n_arch_half": len(arch_rows),
-            "cpu_threads": cpu_threads(),
+            "cpu_threads": threads_used,
             "stopped_by": result.retrain.stopped_by,
             "best_val": result.retrain.best_metrics,
             **{
@@ -352,15 +354,15 @@ class BaseTabNAS(BaseEstimator, ABC):
 
     # ---- prediction ------------------------------------------------------------------
     def _raw_predict(self, X) -> torch.Tensor:
+        """Combined outputs, computed without changing the estimator: on the CPU the fitted
+        model is used as it is (eval mode, no autograd), on CUDA a copy moves to the device,
+        so threads may predict at once."""
         check_is_fitted(self)
         frame = self._validate_X(X, reset=False)
         data = self._tensors(self.preprocessor_, frame, None)
         device = self._prediction_device()
-        model = self.model_.to(device.device)
-        try:
-            return self._task().combine(predict(model, data.to(device), device)).cpu()
-        finally:
-            self.model_ = model.cpu()
+        model = self.model_ if not device.is_cuda else copy.deepcopy(self.model_).to(device.device)
+        return self._task().combine(predict(model, data.to(device), device)).cpu()
 
     def _prediction_device(self) -> DeviceConfig:
         """The fitted device when it is still there, the CPU otherwise."""
