@@ -354,15 +354,15 @@ class BaseTabNAS(BaseEstimator, ABC):
 
     # ---- prediction ------------------------------------------------------------------
     def _raw_predict(self, X) -> torch.Tensor:
-        """Combined outputs, computed without changing the estimator: on the CPU the fitted
-        model is used as it is (eval mode, no autograd), on CUDA a copy moves to the device,
-        so threads may predict at once."""
+        """The ensemble's ``(n, d_out)`` outputs, computed without changing the estimator: on
+        the CPU the fitted model is used as it is (eval mode, no autograd), on CUDA a copy
+        moves to the device, so threads may predict at once."""
         check_is_fitted(self)
         frame = self._validate_X(X, reset=False)
         data = self._tensors(self.preprocessor_, frame, None)
         device = self._prediction_device()
         model = self.model_ if not device.is_cuda else copy.deepcopy(self.model_).to(device.device)
-        return self._task().combine(predict(model, data.to(device), device)).cpu()
+        return predict(model, data.to(device), device).cpu()
 
     def _prediction_device(self) -> DeviceConfig:
         """The fitted device when it is still there, the CPU otherwise."""

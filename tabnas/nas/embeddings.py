@@ -62,14 +62,17 @@ def check_num_embedding(name: str) -> None:
 def make_num_embedding(
     name: str, *, n_features: int, d_embedding: int, bins: Sequence[Tensor] | None = None
 ) -> nn.Module:
-    """``(batch, n_features) -> (batch, n_features, d_embedding)``."""
+    """``(batch, n_features) -> (batch, n_features, d_embedding)``; ``bins`` reach only the
+    embeddings that read them."""
     check_num_embedding(name)
-    if name in NEEDS_BINS and bins is None:
+    if name not in NEEDS_BINS:
+        return NUM_EMBEDDING_REGISTRY[name](n_features, d_embedding, None)
+    if bins is None:
         raise ValueError(
             f"the {name!r} embedding needs bins computed on the training rows"
             " (tabnas.nas.embeddings.quantile_bins)"
         )
-    if bins is not None and len(bins) != n_features:
+    if len(bins) != n_features:
         raise ValueError(f"got bins for {len(bins)} features, expected n_features={n_features}")
     return NUM_EMBEDDING_REGISTRY[name](n_features, d_embedding, bins)
 

@@ -11,7 +11,7 @@ import torch
 from rtdl_revisiting_models import CategoricalEmbeddings
 from torch import Tensor, nn
 
-from tabnas.nas.embeddings import NEEDS_BINS, make_num_embedding
+from tabnas.nas.embeddings import make_num_embedding
 from tabnas.nas.ops import make_op
 from tabnas.nas.space import BACKBONES, Architecture
 
@@ -99,10 +99,7 @@ def _num_embedding(
     """The numeric features' embedding, or None without numeric features."""
     if n_num_features == 0:
         return None
-    return make_num_embedding(
-        name, n_features=n_num_features, d_embedding=d_embedding,
-        bins=bins if name in NEEDS_BINS else None,
-    )
+    return make_num_embedding(name, n_features=n_num_features, d_embedding=d_embedding, bins=bins)
 
 
 def _check_features(n_num_features: int, cat_cardinalities: Sequence[int]) -> None:

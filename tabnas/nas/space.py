@@ -109,6 +109,11 @@ class SearchSpace:
             raise ValueError(f"ops needs at least one operation other than 'none', got {self.ops}")
 
     @property
+    def search_embedding(self) -> str:
+        """The numeric embedding the supernet is searched with: the first of the axis."""
+        return self.num_embeddings[0]
+
+    @property
     def edges(self) -> tuple[tuple[int, int], ...]:
         return cell_edges(self.n_nodes)
 
@@ -152,19 +157,19 @@ class SearchSpace:
                 nodes.append(tuple(Edge(source=s, op=rng.choice(ops)) for s in sources))
             cells.append(tuple(nodes))
         return Architecture(
-            cells=tuple(cells), settings=self.settings, num_embedding=self.num_embeddings[0]
+            cells=tuple(cells), settings=self.settings, num_embedding=self.search_embedding
         )
 
     def tabm(self, num_embedding: str | None = None) -> Architecture:
-        """The space's ``tabm`` point with ``num_embedding`` (default: the space's first)."""
-        return Architecture.tabm(self.mlp, num_embedding=num_embedding or self.num_embeddings[0])
+        """The space's ``tabm`` point with ``num_embedding`` (default: the searched one)."""
+        return Architecture.tabm(self.mlp, num_embedding=num_embedding or self.search_embedding)
 
-    def candidates(self, selected: Architecture) -> list[Architecture]:
-        """What a fit trains after selecting ``selected`` (a ``cells`` architecture, searched
-        with the first embedding): it, when ``cells`` is a backbone of the space, then the
-        ``tabm`` point with each embedding of the space. The final model is the validation
-        ensemble of these (:mod:`tabnas.training.ensemble`)."""
-        out = [selected] if "cells" in self.backbones else []
+    def candidates(self, selected: Architecture | None = None) -> list[Architecture]:
+        """What a fit trains: ``selected`` (the ``cells`` a search selected, when ``cells``
+        is a backbone of the space), then the ``tabm`` point with each embedding of the
+        space. The final model is the validation ensemble of these
+        (:mod:`tabnas.training.ensemble`)."""
+        out = [selected] if selected is not None and "cells" in self.backbones else []
         if "tabm" in self.backbones:
             out += [self.tabm(name) for name in self.num_embeddings]
         return out
@@ -179,7 +184,7 @@ class SearchSpace:
             raise ValueError(f"a cell of this space has {self.n_nodes} nodes, got ops={list(ops)}")
         return dataclasses.replace(
             Architecture.chain([list(ops)] * self.n_cells, self.settings),
-            num_embedding=self.num_embeddings[0],
+            num_embedding=self.search_embedding,
         )
 
     def op_parameters(self, n_tokens: int) -> dict[str, int]:

@@ -58,7 +58,7 @@ class SuperNetwork(TokenNetwork):
             cat_cardinalities=cat_cardinalities,
             d_token=space.settings.d_token,
             d_out=d_out,
-            num_embedding=space.num_embeddings[0],
+            num_embedding=space.search_embedding,
             bins=bins,
         )
         self.space = space
@@ -148,7 +148,7 @@ class SuperNetwork(TokenNetwork):
             cells.append(tuple(tuple(inputs) for inputs in nodes))
         return Architecture(
             cells=tuple(cells), settings=self.space.settings,
-            num_embedding=self.space.num_embeddings[0],
+            num_embedding=self.space.search_embedding,
         )
 
     # ---- forward: TokenNetwork.forward(x_num, x_cat, weights=...) -------------------------

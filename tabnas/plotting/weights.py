@@ -158,7 +158,7 @@ def plot_architecture_weights(
     )
     fig.suptitle(
         f"Architecture weights during search and selection ([op] = final choice;"
-        f" {space.num_embeddings[0]} embeddings)",
+        f" {space.search_embedding} embeddings)",
         fontsize=11,
     )
     save(fig, path, dpi)

@@ -9,6 +9,7 @@ for missing values and for categories never seen in training.
 
 from __future__ import annotations
 
+import datetime
 from typing import Any, Sequence
 
 import numpy as np
@@ -24,25 +25,24 @@ def n_quantiles_for(n_train: int) -> int:
 
 
 def to_float_column(values: Any, name: str) -> np.ndarray:
-    """A column as float64; a clear ``ValueError`` for text that is not a number."""
+    """A column as float64; a clear ``ValueError`` for text, dates or durations."""
     array = np.asarray(values)
     if array.dtype.kind in "fiub":
         return array.astype(np.float64)
     if array.dtype.kind == "c":
         raise ValueError("Complex data not supported")
-    if array.dtype.kind in "mM" or _is_datetime_like(values):
-        raise ValueError(
-            f"column {name} holds dates or durations ({getattr(values, 'dtype', array.dtype)});"
-            " tabnas takes numbers and categories: convert it first, e.g. to seconds with"
-            " (df[col] - df[col].min()).dt.total_seconds(), or to categories such as the"
-            " month or weekday"
-        )
+    if array.dtype.kind in "mM":
+        raise ValueError(_dates_message(name, array.dtype))
     array = array.astype(object)
     array[pd.isna(array)] = np.nan
     try:
         return array.astype(np.float64)
-    except ValueError:
+    except (TypeError, ValueError) as error:
         bad = next(v for v in array if not _is_number(v))
+        if isinstance(bad, DATE_TYPES):  # Python / pandas datetimes, tz-aware ones included
+            raise ValueError(_dates_message(name, type(bad).__name__)) from None
+        if isinstance(error, TypeError):  # objects that are no numbers: scikit-learn's TypeError
+            raise
         raise ValueError(
             f"column {name} is numeric but holds the non-numeric value {bad!r}; list it in"
             " categorical_features (or give it a pandas 'category' or 'object' dtype) to treat"
@@ -50,17 +50,21 @@ def to_float_column(values: Any, name: str) -> np.ndarray:
         ) from None
 
 
-def _is_datetime_like(values: Any) -> bool:
-    dtype = getattr(values, "dtype", None)
-    return isinstance(dtype, pd.DatetimeTZDtype) or (
-        dtype is not None and pd.api.types.is_object_dtype(dtype)
-        and any(isinstance(v, (pd.Timestamp, pd.Timedelta, np.datetime64, np.timedelta64))
-                or type(v).__module__ == "datetime" for v in pd.Series(values).dropna()[:100])
+DATE_TYPES = (datetime.date, datetime.time, datetime.timedelta, np.datetime64, np.timedelta64)
+
+
+def _dates_message(name: str, kind: Any) -> str:
+    return (
+        f"column {name} holds dates or durations ({kind}); tabnas takes numbers and"
+        " categories: convert it first, e.g. to seconds with"
+        " (df[col] - df[col].min()).dt.total_seconds(), or to categories such as the month"
+        " or weekday"
     )
 
 
 def check_hashable(values: pd.Series, name: str) -> None:
-    """Categories must be hashable: a clear error for lists, dicts and sets."""
+    """Categories must be hashable: a clear error for lists, dicts and sets (called only
+    once pandas has failed on the column, so the normal path scans nothing)."""
     for value in values:
         try:
             hash(value)
@@ -128,9 +132,9 @@ class TabularPreprocessor:
                 subsample=10**9,
                 random_state=self.random_state,
             ).fit(noisy)
-        for j in self.categorical:
-            check_hashable(frame.iloc[:, j], self._name(frame, j))
-        self.categories_ = [pd.Index(_category_values(frame.iloc[:, j])) for j in self.categorical]
+        self.categories_ = [
+            pd.Index(self._categorical(frame, j, _category_values)) for j in self.categorical
+        ]
         return self
 
     @property
@@ -151,8 +155,7 @@ class TabularPreprocessor:
         x_num = np.concatenate([numeric, indicators], axis=1).astype(np.float32)
         x_cat = np.zeros((frame.shape[0], len(self.categorical)), dtype=np.int64)
         for i, (j, categories) in enumerate(zip(self.categorical, self.categories_)):
-            check_hashable(frame.iloc[:, j], self._name(frame, j))
-            codes = categories.get_indexer(frame.iloc[:, j].astype(object))
+            codes = self._categorical(frame, j, lambda v: categories.get_indexer(v.astype(object)))
             x_cat[:, i] = codes + 1  # unknown and missing (-1) -> 0
         return x_num, x_cat
 
@@ -168,6 +171,14 @@ class TabularPreprocessor:
                 " values by finite ones or by NaN (NaN is imputed)"
             )
         return numeric
+
+    def _categorical(self, frame: pd.DataFrame, j: int, read):
+        """``read(column j)``; unhashable values (lists, dicts) get an error naming them."""
+        try:
+            return read(frame.iloc[:, j])
+        except TypeError:
+            check_hashable(frame.iloc[:, j], self._name(frame, j))
+            raise
 
     def _name(self, frame: pd.DataFrame, j: int) -> str:
         names = getattr(self, "names", None)  # absent in preprocessors pickled by tabnas 0.1

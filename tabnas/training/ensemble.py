@@ -31,6 +31,15 @@ def _loss_of_mean(task: Task, mean: Tensor, y: Tensor) -> float:
     return float(F.mse_loss(mean, y))
 
 
+def average(outputs: Sequence[Tensor], weights: Sequence[float], task: Task) -> Tensor:
+    """The weighted average of raw outputs as one ``(batch, d_out)`` output: the log of the
+    averaged probabilities (so a softmax gives them back), or the averaged values."""
+    mean = sum(w * _as_mean(task, output) for w, output in zip(weights, outputs) if w > 0)
+    if task.kind == "classification":
+        return mean.clamp_min(1e-12).log()
+    return mean.unsqueeze(-1)
+
+
 @dataclass(frozen=True)
 class EnsembleSelection:
     """The weights greedy selection gave each candidate (summing to one) and what the
@@ -87,17 +96,12 @@ class EnsembleModel(nn.Module):
             raise ValueError("an ensemble needs at least one member of positive weight")
         total = sum(w for _, w in kept)
         self.members = nn.ModuleList(m for m, _ in kept)
-        self.register_buffer("weights", torch.tensor([w / total for _, w in kept]))
+        self.weights = tuple(w / total for _, w in kept)  # plain floats: no device sync
         self.task = task
 
     def forward(self, x_num: Tensor, x_cat: Tensor) -> Tensor:
-        mean = sum(
-            w * _as_mean(self.task, member(x_num, x_cat))
-            for w, member in zip(self.weights, self.members)
-        )
-        if self.task.kind == "classification":
-            return mean.clamp_min(1e-12).log()  # (batch, d_out)
-        return mean.unsqueeze(-1)  # (batch, 1)
+        outputs = [member(x_num, x_cat) for member in self.members]
+        return average(outputs, self.weights, self.task)  # (batch, d_out)
 
     def __repr__(self) -> str:
         """The members and their weights; ``self.members[i]`` shows a member's layers."""

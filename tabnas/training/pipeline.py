@@ -25,7 +25,7 @@ from tabnas.nas.strategies import SearchStrategy, make_strategy
 from tabnas.nas.supernet import SuperNetwork
 from tabnas.training.callbacks import Callback, EarlyStopping, ProgressBar
 from tabnas.training.data import TensorData
-from tabnas.training.ensemble import EnsembleModel, greedy_ensemble
+from tabnas.training.ensemble import EnsembleModel, average, greedy_ensemble
 from tabnas.training.history import History
 from tabnas.training.loop import Budget, FitResult, Task, fit_network, predict, score_supernet
 from tabnas.training.optim import make_weight_optimizer
@@ -220,7 +220,7 @@ def ensemble(
     for member, weight in zip(members, selection.weights):
         member.weight = weight
     model = EnsembleModel([m.model for m in members], selection.weights, task=task)
-    return model, task.metrics(predict(model, val_data, device), val_data.y)
+    return model, task.metrics(average(outputs, selection.weights, task), val_data.y)
 
 
 def search_select_retrain(
@@ -256,7 +256,7 @@ def search_select_retrain(
     if plan.architecture is not None:
         candidates = [plan.architecture]
     elif "cells" not in plan.space.backbones:
-        candidates = plan.space.candidates(plan.space.tabm())
+        candidates = plan.space.candidates()
     else:
         outcome = search(
             plan, weight_data=weight_data, arch_data=arch_data, val_data=val_data, shapes=shapes,
