@@ -76,7 +76,9 @@ def test_the_final_model_is_the_validation_ensemble_of_the_candidates(fitted_mix
     ]
     assert all(clf.search_space_.contains(a) for a in members)
     weights = [m["weight"] for m in clf.ensemble_]
-    assert sum(weights) == pytest.approx(1.0) and all(w * 10 == round(w * 10) for w in weights)
+    assert sum(weights) == pytest.approx(1.0)
+    # each weight is a share of the picks of the kept round (at most ensemble_size = 10)
+    assert any(all(w * r == pytest.approx(round(w * r)) for w in weights) for r in range(1, 11))
     lead = max(range(len(members)), key=lambda i: weights[i])
     assert clf.architecture_ == members[lead]
     assert {r["candidate"] for r in clf.history_.phase("retrain")} == {0, 1}

@@ -17,6 +17,7 @@ from typing import Callable
 import torch
 from rtdl_revisiting_models import MultiheadAttention
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,10 @@ class OpSettings:
     d_token: int = 64
     n_heads: int = 8
     attention_dropout: float = 0.1
+    attention_dropout_max_tokens: int = 64
+    """Above this many tokens the attention probabilities get no dropout: the fused
+    kernel then never holds the ``n_tokens**2`` matrices (at 500 features and batch 256
+    they take gigabytes per op)."""
     ffn_d_hidden_multiplier: float = 4 / 3
     ffn_dropout: float = 0.05
     resnet_d_hidden: int = 256
@@ -83,13 +88,34 @@ class _ReGLU(nn.Module):
         return a * torch.relu(b)
 
 
+class FusedMultiheadAttention(MultiheadAttention):
+    """``rtdl_revisiting_models``'s multi-head attention -- the same parameters, the same
+    function -- computed by :func:`torch.nn.functional.scaled_dot_product_attention`.
+
+    That is a fused kernel on CUDA, and on the CPU a flash kernel whenever no dropout is
+    drawn (evaluation, scoring, prediction): 2.5x faster and a quarter of the memory at
+    500 tokens (``benchmarks/perf.py``). Linformer compression is not used here.
+    """
+
+    def forward(self, x_q: Tensor, x_kv: Tensor) -> Tensor:
+        batch_size, n_q_tokens, d = x_q.shape
+        q, k, v = (
+            t.reshape(batch_size, -1, self._n_heads, d // self._n_heads).transpose(1, 2)
+            for t in (self.W_q(x_q), self.W_k(x_kv), self.W_v(x_kv))
+        )  # (batch, n_heads, n_tokens, d_head)
+        p = self.dropout.p if self.dropout is not None and self.training else 0.0
+        x = F.scaled_dot_product_attention(q, k, v, dropout_p=p)
+        x = x.transpose(1, 2).reshape(batch_size, n_q_tokens, d)
+        return x if self.W_out is None else self.W_out(x)
+
+
 class AttentionBlock(nn.Module):
     """Pre-norm multi-head self-attention over the feature tokens, with a residual."""
 
     def __init__(self, *, d_token: int, n_heads: int, dropout: float, residual_dropout: float):
         super().__init__()
         self.normalization = nn.LayerNorm(d_token)
-        self.attention = MultiheadAttention(d_embedding=d_token, n_heads=n_heads, dropout=dropout)
+        self.attention = FusedMultiheadAttention(d_embedding=d_token, n_heads=n_heads, dropout=dropout)
         self.residual_dropout = nn.Dropout(residual_dropout)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -156,7 +182,7 @@ def _attention(settings: OpSettings, n_tokens: int) -> nn.Module:
     return AttentionBlock(
         d_token=settings.d_token,
         n_heads=settings.n_heads,
-        dropout=settings.attention_dropout,
+        dropout=settings.attention_dropout if n_tokens <= settings.attention_dropout_max_tokens else 0.0,
         residual_dropout=settings.residual_dropout,
     )
 

@@ -109,9 +109,9 @@ class Budget:
         return Deadline(share * self.time_limit - self.elapsed(), clock=self.clock)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict(model: nn.Module, data: TensorData, config: DeviceConfig, **forward_kwargs) -> Tensor:
-    """Raw outputs for every row of ``data`` (eval mode, large batches)."""
+    """Raw outputs for every row of ``data`` (eval mode, large batches, no autograd)."""
     with _eval_mode(model):
         outputs = []
         for index in batch_indices(len(data), config.eval_batch_size, shuffle=False):

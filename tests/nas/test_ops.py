@@ -59,3 +59,25 @@ def test_registering_twice_is_refused_and_new_ops_build():
 def test_settings_validate(kwargs, match):
     with pytest.raises(ValueError, match=match):
         OpSettings(**kwargs)
+
+
+def test_fused_attention_is_rtdls_attention():
+    """Same parameters, same function: outputs and gradients match rtdl's module (no
+    dropout drawn), and dropout is drawn only in training."""
+    from rtdl_revisiting_models import MultiheadAttention
+
+    from tabnas.nas.ops import FusedMultiheadAttention
+
+    torch.manual_seed(0)
+    ours = FusedMultiheadAttention(d_embedding=16, n_heads=4, dropout=0.5)
+    reference = MultiheadAttention(d_embedding=16, n_heads=4, dropout=0.5)
+    reference.load_state_dict(ours.state_dict())
+    x = torch.randn(5, 7, 16, requires_grad=True)
+    ours.eval(), reference.eval()
+    a, b = ours(x, x), reference(x, x)
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    (ga,) = torch.autograd.grad(a.square().sum(), x)
+    (gb,) = torch.autograd.grad(b.square().sum(), x)
+    torch.testing.assert_close(ga, gb, rtol=1e-4, atol=1e-5)
+    ours.train()
+    assert not torch.allclose(ours(x, x), a)  # dropout on the attention probabilities

@@ -1,0 +1,534 @@
+"""Where a fit's time goes: the engine against references, as ratios measured in one run.
+
+    python -m benchmarks.perf --out docs/benchmarks/perf [--device auto|cpu|cuda]
+        [--sections supernet discrete predict rows features fit] [--preset medium]
+
+Every section runs in its own process (so its peak RSS is its own) and times ours and
+the reference side by side, on the same device and the same batches:
+
+- ``supernet``: one training step of the preset's supernet (forward, backward, clipping,
+  AdamW) against the sum of its parts run alone: the tokenizer and readout, plus each
+  candidate op on its own once per edge. Also DARTS's architecture step.
+- ``discrete``: a training step of the FT-Transformer and ResNet points of the space
+  against ``rtdl_revisiting_models``'s FTTransformer and ResNet of the same sizes.
+- ``predict``: rows per second of a fitted estimator's ``predict`` (preprocessing
+  included) and of its network alone, against rtdl's default FT-Transformer.
+- ``rows``: the cost of one epoch per 1,000 rows from 1k to 100k rows (synthetic, and
+  California resampled when the shared datasets are there): preprocessing, bins, the
+  supernet's training epoch, a scoring pass.
+- ``features``: the supernet's step per feature from 10 to 500 features.
+- ``fit`` (long: about half an hour on 2 CPU cores): the default fit on a dataset split
+  by phase, beside the harness's FT-Transformer training on the same split.
+
+Writes ``perf.json`` and ``perf.md`` to ``--out``. Timings are medians of repeated
+blocks; the load average is recorded with them (timings beside another heavy job are
+not comparable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import resource
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from tabnas.devices import DeviceConfig, resolve_device
+from tabnas.estimators._presets import PRESETS, auto_batch_size
+from tabnas.nas.embeddings import quantile_bins
+from tabnas.nas.network import DataShapes, build_network
+from tabnas.nas.ops import NONE_OP, make_op
+from tabnas.nas.space import Architecture, SearchSpace
+from tabnas.nas.strategies import make_strategy
+from tabnas.nas.supernet import SuperNetwork
+from tabnas.training.optim import make_weight_optimizer
+
+SECTIONS = ("supernet", "discrete", "predict", "rows", "features", "fit")
+QUICK = ("supernet", "discrete", "predict", "rows", "features")
+BATCH = 256
+GRAD_CLIP = 5.0
+
+
+# ---- timing ---------------------------------------------------------------------------
+def timed(step: Callable[[int], Any], device: DeviceConfig, *, n: int, warmup: int = 3, repeats: int = 3) -> float:
+    """Median seconds of one call of ``step(i)`` over ``repeats`` blocks of ``n`` calls."""
+    for i in range(warmup):
+        step(i)
+    blocks = []
+    for _ in range(repeats):
+        _sync(device)
+        started = time.perf_counter()
+        for i in range(n):
+            step(i)
+        _sync(device)
+        blocks.append((time.perf_counter() - started) / n)
+    return statistics.median(blocks)
+
+
+def _sync(device: DeviceConfig) -> None:
+    if device.is_cuda:
+        torch.cuda.synchronize(device.device)
+
+
+def _peak_memory(device: DeviceConfig) -> dict[str, float]:
+    out = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if device.is_cuda:
+        out["cuda_max_allocated_mb"] = torch.cuda.max_memory_allocated(device.device) / 2**20
+    return out
+
+
+# ---- the networks ---------------------------------------------------------------------
+def preset_space(preset: str) -> SearchSpace:
+    p = PRESETS[preset]
+    return SearchSpace(
+        n_cells=p.n_cells, n_nodes=p.n_nodes, node_inputs=p.node_inputs,
+        settings=p.op_settings(), num_embeddings=p.num_embeddings,
+    )
+
+
+def synthetic(n_rows: int, n_features: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(n_rows, n_features, generator=generator)
+    y = x[:, : min(4, n_features)].sum(1) + 0.1 * torch.randn(n_rows, generator=generator)
+    return x, y
+
+
+class _Stepper:
+    """A regression training step of ``model`` on batches of (x, y), as the trainer runs it."""
+
+    def __init__(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: DeviceConfig, *,
+        batch_size: int = BATCH, seed: int = 0,
+    ):
+        self.model = model.to(device.device).train()
+        self.x, self.y = x.to(device.device), y.to(device.device)
+        self.x_cat = torch.zeros(len(x), 0, dtype=torch.long, device=device.device)
+        self.optimizer = make_weight_optimizer(
+            model, lr=1e-4, weight_decay=1e-5,
+            exclude=model.arch_parameters() if isinstance(model, SuperNetwork) else (),
+        )
+        generator = torch.Generator().manual_seed(seed)
+        self.batches = [
+            torch.randint(0, len(x), (batch_size,), generator=generator).to(device.device) for _ in range(64)
+        ]
+        self.device = device
+
+    def output(self, rows: torch.Tensor, **kwargs) -> torch.Tensor:
+        with self.device.autocast():
+            return self.model(self.x[rows], self.x_cat[rows], **kwargs)
+
+    def __call__(self, i: int, **kwargs) -> None:
+        rows = self.batches[i % len(self.batches)]
+        self.optimizer.zero_grad(set_to_none=True)
+        output = self.output(rows, **kwargs).float().reshape(len(rows), -1).mean(1)
+        loss = nn.functional.mse_loss(output, self.y[rows])
+        loss.backward()
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        nn.utils.clip_grad_norm_(params, GRAD_CLIP)
+        self.optimizer.step()
+
+
+def _supernet(space: SearchSpace, x: torch.Tensor) -> SuperNetwork:
+    shapes = DataShapes(x.shape[1], (), 1, bins=tuple(quantile_bins(x)))
+    return SuperNetwork(space=space, **shapes.kwargs())
+
+
+# ---- sections -------------------------------------------------------------------------
+def section_supernet(device: DeviceConfig, preset: str) -> dict[str, Any]:
+    space = preset_space(preset)
+    x, y = synthetic(8192, 8)
+    supernet = _supernet(space, x)
+    step = _Stepper(supernet, x, y, device)
+    n = 20
+    full = timed(step, device, n=n)
+
+    ops = [op for op in space.ops if op != NONE_OP]
+    shell_weights = torch.zeros_like(supernet.alpha)
+    shell_weights[..., space.ops.index("skip")] = 1.0
+    shell_weights = shell_weights.to(device.device)
+    shell = timed(lambda i: step(i, weights=shell_weights), device, n=n)  # tokenizer + readout
+
+    n_tokens = supernet.tokenizer.n_tokens
+    tokens = torch.randn(BATCH, n_tokens, space.settings.d_token, device=device.device)
+    alone = {}
+    for op in ops:
+        module = make_op(op, space.settings, n_tokens).to(device.device).train()
+        params = [p for p in module.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=1e-4) if params else None
+
+        def op_step(i: int, module=module, optimizer=optimizer) -> None:
+            inputs = tokens.clone().requires_grad_(True)
+            with device.autocast():
+                out = module(inputs)
+            out.float().mean().backward()
+            if optimizer is not None:
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+
+        alone[op] = timed(op_step, device, n=n)
+    n_edges = space.n_cells * space.n_edges
+    parts = shell + n_edges * sum(alone.values())
+
+    strategy = make_strategy("darts").bind(supernet)
+
+    def arch_step(i: int) -> None:
+        rows = step.batches[(i + 7) % len(step.batches)]
+        batch = type("Batch", (), {"x_num": step.x[rows], "x_cat": step.x_cat[rows], "y": step.y[rows]})
+
+        def loss(b, weights, params=None):
+            with device.autocast():
+                out = supernet(b.x_num, b.x_cat, weights=supernet.project(weights))
+            return nn.functional.mse_loss(out.float().squeeze(-1), b.y)
+
+        strategy.arch_step(loss, batch, batch, virtual_step=None)
+
+    arch = timed(arch_step, device, n=n)
+    return {
+        "preset": preset, "n_tokens": n_tokens, "n_edges": n_edges, "batch": BATCH,
+        "supernet_step_ms": 1e3 * full,
+        "shell_step_ms": 1e3 * shell,
+        "op_alone_step_ms": {op: 1e3 * t for op, t in alone.items()},
+        "sum_of_parts_ms": 1e3 * parts,
+        "supernet_over_parts": full / parts,
+        "arch_step_ms": 1e3 * arch,
+        "arch_over_weight_step": arch / full,
+    }
+
+
+def section_discrete(device: DeviceConfig, preset: str) -> dict[str, Any]:
+    import rtdl_revisiting_models as rtdl
+
+    space = preset_space(preset)
+    s = space.settings
+    x, y = synthetic(8192, 8)
+    shapes = DataShapes(x.shape[1], (), 1)
+    n_tokens = 1 + x.shape[1]
+    out: dict[str, Any] = {"preset": preset, "n_blocks": space.n_cells, "d_token": s.d_token}
+
+    ours_ft = build_network(space.chain(["attention", "ffn"]).with_embedding("linear"), shapes)
+    ref_ft = rtdl.FTTransformer(
+        n_cont_features=x.shape[1], cat_cardinalities=[], d_out=1, n_blocks=space.n_cells,
+        d_block=s.d_token, attention_n_heads=s.n_heads, attention_dropout=s.attention_dropout,
+        ffn_d_hidden=None, ffn_d_hidden_multiplier=s.ffn_d_hidden_multiplier,
+        ffn_dropout=s.ffn_dropout, residual_dropout=s.residual_dropout,
+    )
+    ours_res = build_network(space.chain(["resnet", "skip"]).with_embedding("linear"), shapes)
+    ref_res = rtdl.ResNet(
+        d_in=x.shape[1], d_out=1, n_blocks=space.n_cells, d_block=n_tokens * s.d_token,
+        d_hidden=s.resnet_d_hidden, d_hidden_multiplier=None, dropout1=s.resnet_dropout,
+        dropout2=s.residual_dropout,
+    )
+    pairs = {"ft_transformer": (ours_ft, _RTDLInputs(ref_ft, "ft")), "resnet": (ours_res, _RTDLInputs(ref_res, "mlp"))}
+    for name, (ours, ref) in pairs.items():
+        t_ours = timed(_Stepper(ours, x, y, device), device, n=20)
+        t_ref = timed(_Stepper(ref, x, y, device), device, n=20)
+        out[name] = {
+            "ours_step_ms": 1e3 * t_ours, "rtdl_step_ms": 1e3 * t_ref, "ours_over_rtdl": t_ours / t_ref,
+            "ours_parameters": _count(ours), "rtdl_parameters": _count(ref),
+        }
+    return out
+
+
+class _RTDLInputs(nn.Module):
+    """An rtdl model behind the ``(x_num, x_cat)`` call our networks take."""
+
+    def __init__(self, model: nn.Module, kind: str):
+        super().__init__()
+        self.model, self.kind = model, kind
+
+    def forward(self, x_num: torch.Tensor, x_cat: torch.Tensor) -> torch.Tensor:
+        return self.model(x_num, None) if self.kind == "ft" else self.model(x_num)
+
+
+def _count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def section_predict(device: DeviceConfig, preset: str) -> dict[str, Any]:
+    import pandas as pd
+    import rtdl_revisiting_models as rtdl
+
+    from tabnas import TabNASRegressor
+    from tabnas.training.data import TensorData
+    from tabnas.training.loop import predict
+
+    n_fit, n_predict, n_features = 3000, 100_000, 8
+    x, y = synthetic(n_fit + n_predict, n_features)
+    frame = pd.DataFrame(x.numpy(), columns=[f"x{i}" for i in range(n_features)])
+    model = TabNASRegressor(preset="fast", random_state=0, device=str(device.device), time_limit=120)
+    model.fit(frame.iloc[:n_fit], y[:n_fit].numpy())
+    rows = frame.iloc[n_fit:]
+    estimator_s = timed(lambda i: model.predict(rows), device, n=1, warmup=1)
+    data = TensorData(x[n_fit:], torch.zeros(n_predict, 0, dtype=torch.long), torch.zeros(n_predict)).to(device)
+    network = model.model_.to(device.device)
+    network_s = timed(lambda i: predict(network, data, device), device, n=1, warmup=1)
+
+    reference = rtdl.FTTransformer(
+        n_cont_features=n_features, cat_cardinalities=[], d_out=1, **rtdl.FTTransformer.get_default_kwargs()
+    )
+    reference = _RTDLInputs(reference, "ft").to(device.device)
+    reference_s = timed(lambda i: predict(reference, data, device), device, n=1, warmup=1)
+    return {
+        "rows": n_predict, "fitted": "TabNASRegressor(preset='fast') on 3,000 synthetic rows",
+        "model": repr(model.model_)[:400],
+        "estimator_rows_per_s": n_predict / estimator_s,
+        "network_rows_per_s": n_predict / network_s,
+        "rtdl_ft_default_rows_per_s": n_predict / reference_s,
+        "estimator_over_rtdl_speed": reference_s / estimator_s,
+        "network_over_rtdl_speed": reference_s / network_s,
+    }
+
+
+def section_rows(device: DeviceConfig, preset: str, index_path: str | None) -> dict[str, Any]:
+    import pandas as pd
+
+    from tabnas.preprocessing import TabularPreprocessor
+    from tabnas.training.data import TensorData
+    from tabnas.training.loop import score_supernet, Task
+
+    sources: dict[str, Callable[[int], tuple[pd.DataFrame, np.ndarray]]] = {}
+
+    def synth(n: int) -> tuple[pd.DataFrame, np.ndarray]:
+        x, y = synthetic(n, 8)
+        return pd.DataFrame(x.numpy()), y.numpy()
+
+    sources["synthetic (8 features)"] = synth
+    california = _california(index_path)
+    if california is not None:
+        X_all, y_all = california
+
+        def resampled(n: int) -> tuple[pd.DataFrame, np.ndarray]:
+            rows = np.random.default_rng(0).integers(0, len(X_all), n)
+            return X_all.iloc[rows].reset_index(drop=True), y_all[rows]
+
+        sources["california_housing resampled"] = resampled
+
+    space = preset_space(preset)
+    task = Task("regression", 1)
+    out: dict[str, Any] = {}
+    for source, make in sources.items():
+        results = []
+        for n in (1_000, 10_000, 100_000):
+            X, y = make(n)
+            started = time.perf_counter()
+            X = X.set_axis(range(X.shape[1]), axis=1)
+            x_num, x_cat = TabularPreprocessor(categorical=[], random_state=0).fit(X).transform(X)
+            prep_s = time.perf_counter() - started
+            x = torch.as_tensor(x_num)
+            started = time.perf_counter()
+            supernet = _supernet(space, x)
+            bins_s = time.perf_counter() - started
+            target = torch.as_tensor((y - y.mean()) / (y.std() + 1e-12), dtype=torch.float32)
+            batch_size = auto_batch_size(n)
+            step = _Stepper(supernet, x, target, device, batch_size=batch_size)
+            step_s = timed(step, device, n=10, repeats=2)
+            data = TensorData(x, torch.as_tensor(x_cat), target).to(device)
+            started = time.perf_counter()
+            score_supernet(supernet, data, task)
+            _sync(device)
+            score_s = time.perf_counter() - started
+            epoch_s = -(-n // batch_size) * step_s
+            results.append({
+                "rows": n, "batch_size": batch_size, "preprocess_s": prep_s, "bins_and_build_s": bins_s,
+                "train_epoch_s": epoch_s, "score_pass_s": score_s,
+                "total_per_1k_rows_s": 1e3 * (prep_s + bins_s + epoch_s + score_s) / n,
+            })
+        base = results[1]["total_per_1k_rows_s"]
+        for r in results:
+            r["per_row_over_10k"] = r["total_per_1k_rows_s"] / base
+        out[source] = results
+    out["note"] = "train_epoch_s = steps per epoch x the timed step, at the fit's batch size"
+
+    return out
+
+
+def section_features(device: DeviceConfig, preset: str) -> dict[str, Any]:
+    space = preset_space(preset)
+    results = []
+    for f in (10, 50, 100, 500):
+        x, y = synthetic(4096, f)
+        step = _Stepper(_supernet(space, x), x, y, device)
+        step_s = timed(step, device, n=3 if f >= 500 else 8, repeats=2)
+        results.append({"features": f, "step_ms": 1e3 * step_s, "per_feature_ms": 1e3 * step_s / f})
+    by_f = {r["features"]: r for r in results}
+    return {
+        "preset": preset, "batch": BATCH, "steps": results,
+        "per_feature_500_over_50": by_f[500]["per_feature_ms"] / by_f[50]["per_feature_ms"],
+    }
+
+
+def section_fit(device: DeviceConfig, preset: str, index_path: str | None, dataset: str) -> dict[str, Any]:
+    from benchmarks.datasets import load_local
+    from benchmarks.models import adapter_class
+    from benchmarks.protocol import prepare, scores
+
+    data = prepare(load_local(dataset, index_path), seed=0)
+    out: dict[str, Any] = {"dataset": dataset, "sizes": data.sizes}
+    for name, options in (("tabnas", {"preset": preset}), ("ft_transformer", {})):
+        adapter = adapter_class(name)(
+            task=data.task, n_classes=data.n_classes, seed=0, threads=torch.get_num_threads(),
+            options={**options, "device": str(device.device)},
+        )
+        started = time.perf_counter()
+        adapter.fit(data.X_train, data.y_train, data.X_val, data.y_val)
+        fit_s = time.perf_counter() - started
+        test = (
+            scores(data.task, data.y_test, pred=adapter.predict(data.X_test)) if data.task == "regression"
+            else scores(data.task, data.y_test, proba=adapter.predict_proba(data.X_test))
+        )
+        out[name] = {"fit_s": fit_s, "test": test, "info": adapter.info()}
+    out["tabnas_over_ft_transformer"] = out["tabnas"]["fit_s"] / out["ft_transformer"]["fit_s"]
+    return out
+
+
+def _california(index_path: str | None):
+    from benchmarks.datasets import load_local
+
+    try:
+        dataset = load_local("california_housing", index_path)
+    except (FileNotFoundError, KeyError, ValueError):
+        return None
+    categorical = set(dataset.categorical_columns)
+    X = dataset.X[[c for c in dataset.X.columns if c not in categorical]]
+    return X, np.asarray(dataset.y, dtype=np.float64)
+
+
+# ---- driver ---------------------------------------------------------------------------
+def _run_section(name: str, args: dict[str, Any], queue) -> None:
+    torch.manual_seed(0)
+    if args["threads"]:
+        torch.set_num_threads(args["threads"])
+    device = resolve_device(args["device"])
+    started = time.perf_counter()
+    try:
+        if name in ("rows",):
+            result = section_rows(device, args["preset"], args["index"])
+        elif name == "fit":
+            result = section_fit(device, args["preset"], args["index"], args["dataset"])
+        else:
+            result = globals()[f"section_{name}"](device, args["preset"])
+        result.update(_peak_memory(device))
+    except Exception as error:  # a section that fails is reported, the others still run
+        result = {"error": f"{type(error).__name__}: {error}"}
+    result["section_s"] = time.perf_counter() - started
+    queue.put(result)
+
+
+def run(sections, *, device: str, preset: str, index: str | None, dataset: str, threads: int | None) -> dict[str, Any]:
+    context = multiprocessing.get_context("spawn")
+    report: dict[str, Any] = {"machine": machine(device), "preset": preset, "sections": {}}
+    args = {"device": device, "preset": preset, "index": index, "dataset": dataset, "threads": threads}
+    for name in sections:
+        queue = context.Queue()
+        process = context.Process(target=_run_section, args=(name, args, queue))
+        process.start()
+        result = queue.get()
+        process.join()
+        result["load_average"] = os.getloadavg()[0]
+        report["sections"][name] = result
+        print(f"\n## {name}\n" + json.dumps(result, indent=1, default=str)[:3000], flush=True)
+    return report
+
+
+def machine(device: str) -> dict[str, Any]:
+    resolved = resolve_device(device)
+    info = {
+        "date": time.strftime("%Y-%m-%d"), "python": platform.python_version(),
+        "torch": torch.__version__, "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
+        "processor": platform.processor() or platform.machine(), "device": str(resolved.device),
+    }
+    if resolved.is_cuda:
+        info["gpu"] = torch.cuda.get_device_name(resolved.device)
+    return info
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    lines = [
+        "# Engine cost, measured as ratios (`python -m benchmarks.perf`)", "",
+        f"{m['date']}, device {m['device']}{' (' + m['gpu'] + ')' if 'gpu' in m else ''}, "
+        f"{m['cpu_count']} CPU cores, torch {m['torch']}, preset `{report['preset']}`.", "",
+        "| section | measure | ours | reference | ratio | peak RSS MB | load avg |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, r in report["sections"].items():
+        mem, load = f"{r.get('peak_rss_mb', float('nan')):.0f}", f"{r.get('load_average', float('nan')):.2f}"
+        for row in _rows(name, r):
+            lines.append(f"| {name} | " + " | ".join(row) + f" | {mem} | {load} |")
+    return "\n".join(lines) + "\n"
+
+
+def _rows(name: str, r: dict[str, Any]) -> list[list[str]]:
+    if "error" in r:
+        return [["error", r["error"], "", ""]]
+    if name == "supernet":
+        return [
+            ["training step vs its parts alone (ms)", f"{r['supernet_step_ms']:.1f}", f"{r['sum_of_parts_ms']:.1f}", f"{r['supernet_over_parts']:.2f}"],
+            ["DARTS arch step vs weight step (ms)", f"{r['arch_step_ms']:.1f}", f"{r['supernet_step_ms']:.1f}", f"{r['arch_over_weight_step']:.2f}"],
+        ]
+    if name == "discrete":
+        return [
+            [f"{k} point step vs rtdl (ms; params {r[k]['ours_parameters']:,} / {r[k]['rtdl_parameters']:,})",
+             f"{r[k]['ours_step_ms']:.1f}", f"{r[k]['rtdl_step_ms']:.1f}", f"{r[k]['ours_over_rtdl']:.2f}"]
+            for k in ("ft_transformer", "resnet")
+        ]
+    if name == "predict":
+        return [
+            ["estimator.predict rows/s vs rtdl FT-T default", f"{r['estimator_rows_per_s']:,.0f}", f"{r['rtdl_ft_default_rows_per_s']:,.0f}", f"{r['estimator_over_rtdl_speed']:.2f}x speed"],
+            ["network alone rows/s vs rtdl FT-T default", f"{r['network_rows_per_s']:,.0f}", f"{r['rtdl_ft_default_rows_per_s']:,.0f}", f"{r['network_over_rtdl_speed']:.2f}x speed"],
+        ]
+    if name == "rows":
+        return [
+            [f"{source}: s per 1k rows at {row['rows']:,} rows", f"{row['total_per_1k_rows_s']:.3f}", "at 10k rows", f"{row['per_row_over_10k']:.2f}"]
+            for source, rows in r.items() if isinstance(rows, list) for row in rows
+        ]
+    if name == "features":
+        return [
+            [f"step ms per feature at {s['features']} features", f"{s['per_feature_ms']:.2f}", "", ""] for s in r["steps"]
+        ] + [["per-feature cost, 500 vs 50 features", "", "", f"{r['per_feature_500_over_50']:.2f}"]]
+    if name == "fit":
+        phases = r["tabnas"]["info"].get("timings", {})
+        return [
+            [f"{r['dataset']}: default fit vs FT-Transformer training (s)", f"{r['tabnas']['fit_s']:.0f}", f"{r['ft_transformer']['fit_s']:.0f}", f"{r['tabnas_over_ft_transformer']:.2f}"],
+            ["phases (s)", ", ".join(f"{k} {v:.0f}" for k, v in phases.items()), "", ""],
+            ["test scores (the harness's split, seed 0)", _scores(r["tabnas"]["test"]), _scores(r["ft_transformer"]["test"]), ""],
+        ]
+    return []
+
+
+def _scores(test: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v:.4g}" for k, v in test.items() if v is not None)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.perf", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(QUICK),
+                        help=f"default: {' '.join(QUICK)} ('fit' takes about half an hour on 2 CPU cores)")
+    parser.add_argument("--preset", default="medium", choices=sorted(PRESETS))
+    parser.add_argument("--dataset", default="california_housing", help="the fit section's dataset")
+    parser.add_argument("--datasets-index", default=None, help="index.json of the shared datasets")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    args = parser.parse_args(argv)
+    report = run(args.sections, device=args.device, preset=args.preset, index=args.datasets_index,
+                 dataset=args.dataset, threads=args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "perf.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
+    markdown = to_markdown(report)
+    (args.out / "perf.md").write_text(markdown)
+    print("\n" + markdown)
+    return report
+
+
+if __name__ == "__main__":
+    main()
