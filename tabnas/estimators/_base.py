@@ -16,7 +16,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_consistent_length, check_is_fitted, validate_data
 
 from tabnas.devices import DeviceConfig, cpu_threads, hardware_settings, resolve_device, seeded
-from tabnas.estimators._presets import PRESETS, auto_batch_size
+from tabnas.estimators._presets import BAG_FOLDS, BAG_MAX_ROWS, PRESETS, auto_batch_size
 from tabnas.nas.selection import SELECTOR_REGISTRY, Selector
 from tabnas.nas.space import Architecture, SearchSpace
 from tabnas.nas.strategies import STRATEGY_REGISTRY, SearchStrategy
@@ -29,8 +29,8 @@ from tabnas.training.search import SearchConfig
 logger = logging.getLogger(__name__)
 
 _NUMBER_PARAMS = (
-    "time_limit", "validation_fraction", "max_search_steps", "ensemble_size", "max_epochs",
-    "patience", "batch_size",
+    "time_limit", "validation_fraction", "max_search_steps", "ensemble_size", "bag_folds",
+    "max_epochs", "patience", "batch_size",
 )
 _NUMBER_EXAMPLES = {"time_limit": 600, "validation_fraction": 0.2, "batch_size": 256}
 
@@ -52,6 +52,7 @@ class BaseTabNAS(BaseEstimator, ABC):
         "categorical_features": ["array-like", None],
         "max_search_steps": [Interval(Integral, 1, None, closed="left"), None],
         "ensemble_size": [Interval(Integral, 1, None, closed="left"), None],
+        "bag_folds": [Interval(Integral, 0, None, closed="left"), StrOptions({"auto"})],
         "max_epochs": [Interval(Integral, 1, None, closed="left"), None],
         "patience": [Interval(Integral, 1, None, closed="left"), None],
         "batch_size": [Interval(Integral, 2, None, closed="left"), None],
@@ -73,6 +74,7 @@ class BaseTabNAS(BaseEstimator, ABC):
         categorical_features=None,
         max_search_steps: int | None = None,
         ensemble_size: int | None = None,
+        bag_folds: int | str = "auto",
         max_epochs: int | None = None,
         patience: int | None = None,
         batch_size: int | None = None,
@@ -90,6 +92,7 @@ class BaseTabNAS(BaseEstimator, ABC):
         self.categorical_features = categorical_features
         self.max_search_steps = max_search_steps
         self.ensemble_size = ensemble_size
+        self.bag_folds = bag_folds
         self.max_epochs = max_epochs
         self.patience = patience
         self.batch_size = batch_size
@@ -135,6 +138,10 @@ class BaseTabNAS(BaseEstimator, ABC):
             )
         if (X_val is None) != (y_val is None):
             raise ValueError("pass both X_val and y_val, or neither")
+        if self.bag_folds == 1:
+            raise ValueError(
+                "bag_folds=1 is not bagging; pass 0 (off), at least 2 folds, or 'auto'"
+            )
         for name in _NUMBER_PARAMS:  # bool is an int to Python and to the constraints
             if isinstance(getattr(self, name), (bool, np.bool_)):
                 raise ValueError(
@@ -195,7 +202,10 @@ class BaseTabNAS(BaseEstimator, ABC):
         device = resolve_device(self.device)
         data = self._tensors(preprocessor, frame, y_encoded)
         val_data = self._tensors(preprocessor, val_frame, y_val_encoded)
-        plan = self._plan(n_train=len(frame))
+        plan = self._plan(
+            n_train=len(frame),
+            bag_folds=self._bag_folds(n_rows=len(frame) + len(val_frame), explicit_val=X_val is not None),
+        )
         with hardware_settings(device), seeded(torch_seed, device):
             threads_used = cpu_threads()  # inside the settings: what the fit really uses
             result = search_select_retrain(
@@ -259,7 +269,14 @@ class BaseTabNAS(BaseEstimator, ABC):
             mlp=preset.mlp,
         )
 
-    def _plan(self, *, n_train: int) -> FitPlan:
+    def _bag_folds(self, *, n_rows: int, explicit_val: bool) -> int:
+        """``bag_folds`` resolved: ``"auto"`` bags small tables (at most
+        :data:`BAG_MAX_ROWS` rows in all) unless a validation set was passed."""
+        if self.bag_folds != "auto":
+            return int(self.bag_folds)
+        return BAG_FOLDS if n_rows <= BAG_MAX_ROWS and not explicit_val else 0
+
+    def _plan(self, *, n_train: int, bag_folds: int = 0) -> FitPlan:
         preset = PRESETS[self.preset]
         batch_size = self.batch_size or auto_batch_size(n_train)
         max_steps = self.max_search_steps or preset.max_steps
@@ -282,6 +299,7 @@ class BaseTabNAS(BaseEstimator, ABC):
             patience=self.patience or preset.patience,
             architecture=self.architecture,
             ensemble_size=self.ensemble_size or preset.ensemble_size,
+            bag_folds=bag_folds,
             verbose=bool(self.verbose),
         )
 

@@ -49,6 +49,14 @@ class TabNASClassifier(ClassifierMixin, BaseTabNAS):
     ensemble_size : int, default=None
         Rounds of greedy ensemble selection over the trained candidates (the preset's
         when None); 1 keeps the best candidate on validation alone.
+    bag_folds : int or "auto", default="auto"
+        Cross-validation bagging of the final candidates: each is retrained on
+        ``bag_folds`` folds of the training and validation rows together, early-stopped
+        on the fold it leaves out, and predicts as the average of its fold models; the
+        ensemble is weighted on the out-of-fold predictions. 0 turns it off (one
+        training on the training rows, early-stopped on the validation rows). ``"auto"``
+        bags with 5 folds when there are at most 2,000 rows and no ``X_val`` is given.
+        The search and the selection are not bagged.
     max_epochs, patience, batch_size : int, default=None
         Override the preset's retraining epochs, early-stopping patience and batch size.
     device : str, default="auto"

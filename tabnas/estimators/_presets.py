@@ -68,6 +68,14 @@ PRESETS: dict[str, Preset] = {
 }
 
 
+BAG_FOLDS = 5
+"""Folds of ``bag_folds="auto"`` where it bags."""
+
+BAG_MAX_ROWS = 2_000
+"""``bag_folds="auto"`` bags tables of at most this many rows (training and validation
+together), where one validation split is too noisy to early-stop and weight on."""
+
+
 def auto_batch_size(n_train: int) -> int:
     """Gorishniy et al.'s batch sizes by training-set size, smaller for small tables.
 

@@ -36,9 +36,11 @@ def _score_key(estimator: Any, rows: list[dict[str, Any]]) -> tuple[str, str]:
 
 
 def _by_candidate(rows: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
+    """Each candidate's retraining rows; a bagged candidate's first fold."""
     groups: dict[int, list[dict[str, Any]]] = {}
     for row in rows:
-        groups.setdefault(int(row.get("candidate", 0)), []).append(row)
+        if int(row.get("fold", 0)) == 0:
+            groups.setdefault(int(row.get("candidate", 0)), []).append(row)
     return groups
 
 
@@ -68,7 +70,8 @@ def plot_learning_curves(
     and score on the architecture half (the "validation" of the bi-level search) per
     ``search`` epoch, followed by PT's tuning epochs (``select``, shaded). The right column
     is every candidate retrained from scratch (the selected cells, the TabM points),
-    labelled with its backbone, numeric embedding and weight in the final ensemble:
+    labelled with its backbone, numeric embedding and weight in the final ensemble (a
+    bagged candidate by its first fold):
     training loss and loss and score on the validation set, with the epoch whose weights
     it keeps circled. The top row is the loss (cross-entropy, or MSE on the
     standardised target), the bottom row the validation accuracy (classification) or

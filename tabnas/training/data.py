@@ -67,3 +67,23 @@ class Cycle:
 
     def __iter__(self) -> Cycle:
         return self
+
+
+def fold_assignment(y: Tensor, n_folds: int, *, generator: torch.Generator, stratify: bool) -> Tensor:
+    """The fold (``0..n_folds-1``) of each row: a seeded shuffle dealt round-robin, within
+    each class when ``stratify`` (so every fold keeps the class proportions)."""
+    n = len(y)
+    if not 2 <= n_folds <= n:
+        raise ValueError(f"need 2 <= n_folds <= {n} rows, got n_folds={n_folds}")
+    order = torch.randperm(n, generator=generator)
+    folds = torch.empty(n, dtype=torch.long)
+    if not stratify:
+        folds[order] = torch.arange(n) % n_folds
+        return folds
+    labels = y.cpu()[order]
+    offset = 0  # each class starts where the previous one stopped: fold sizes stay equal
+    for label in labels.unique():
+        rows = order[labels == label]
+        folds[rows] = (torch.arange(len(rows)) + offset) % n_folds
+        offset += len(rows)
+    return folds

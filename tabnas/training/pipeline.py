@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from tabnas.devices import DeviceConfig
 from tabnas.nas.embeddings import NEEDS_BINS, quantile_bins
@@ -24,7 +24,7 @@ from tabnas.nas.space import Architecture, SearchSpace
 from tabnas.nas.strategies import SearchStrategy, make_strategy
 from tabnas.nas.supernet import SuperNetwork
 from tabnas.training.callbacks import Callback, EarlyStopping, ProgressBar
-from tabnas.training.data import TensorData
+from tabnas.training.data import TensorData, fold_assignment
 from tabnas.training.ensemble import EnsembleModel, average, greedy_ensemble
 from tabnas.training.history import History
 from tabnas.training.loop import Budget, FitResult, Task, fit_network, predict, score_supernet
@@ -45,7 +45,9 @@ class FitPlan:
 
     ``architecture`` skips search and selection: that network is trained as is.
     ``ensemble_size`` is the number of greedy rounds over the trained candidates (1: the
-    best candidate on validation alone).
+    best candidate on validation alone). ``bag_folds`` >= 2 retrains every candidate on
+    that many folds of the training and validation rows together (cross-validation
+    bagging); 0 retrains it once on the training rows.
     """
 
     space: SearchSpace
@@ -57,7 +59,12 @@ class FitPlan:
     patience: int
     architecture: Architecture | None = None
     ensemble_size: int = 1
+    bag_folds: int = 0
     verbose: bool = False
+
+    def __post_init__(self) -> None:
+        if self.bag_folds == 1 or self.bag_folds < 0:
+            raise ValueError(f"bag_folds must be 0 (off) or at least 2, got bag_folds={self.bag_folds}")
 
 
 @dataclass(frozen=True)
@@ -78,22 +85,36 @@ RECIPES: dict[str, Recipe] = {
 
 @dataclass
 class Member:
-    """One trained candidate: its network, how its training went, its ensemble weight."""
+    """One trained candidate: its network, how its training went, its ensemble weight.
+
+    Bagged, ``model`` is the equal-weight :class:`EnsembleModel` of its fold models and
+    ``results`` holds one :class:`FitResult` per fold. ``held_out`` are its outputs on
+    rows it never trained on (the validation split, or each row from the fold that left
+    it out): the ensemble is weighted on them, and ``val_metrics`` scores them.
+    """
 
     architecture: Architecture
     model: nn.Module
-    result: FitResult
+    results: list[FitResult]
+    held_out: Tensor
+    val_metrics: dict[str, float]
     weight: float = 0.0
     train_s: float = 0.0
+
+    @property
+    def result(self) -> FitResult:
+        """The (first fold's) training: best epoch, epochs run, what stopped it."""
+        return self.results[0]
 
     def summary(self) -> dict[str, Any]:
         return {
             "architecture": self.architecture.to_dict(),
             "weight": self.weight,
-            "best_val": self.result.best_metrics,
+            "best_val": self.val_metrics,
             "best_epoch": self.result.best_epoch,
             "n_epochs": self.result.n_epochs,
             "stopped_by": self.result.stopped_by,
+            "n_folds": len(self.results),
             "train_s": self.train_s,
             "n_parameters": sum(p.numel() for p in self.model.parameters()),
         }
@@ -193,6 +214,7 @@ def retrain(
     budget: Budget,
     until: float = 1.0,
     candidate: int = 0,
+    fold: int = 0,
     callbacks: list[Callback] = (),
 ) -> tuple[nn.Module, FitResult]:
     """Train ``architecture`` from scratch, early-stopped on val, best weights restored,
@@ -205,22 +227,61 @@ def retrain(
         max_epochs=plan.max_epochs, batch_size=plan.search.batch_size, generator=generator,
         config=device, history=history, deadline=budget.until(until),
         callbacks=[EarlyStopping(plan.patience), *callbacks], grad_clip=recipe.grad_clip,
-        record={"candidate": candidate},
+        record={"candidate": candidate, "fold": fold},
     )
     return model, result
 
 
-def ensemble(
-    members: list[Member], *, val_data: TensorData, task: Task, device: DeviceConfig, size: int
-) -> tuple[nn.Module, dict[str, float]]:
-    """Weight ``members`` by greedy selection on validation; the weighted ensemble and its
-    validation scores."""
-    outputs = [predict(m.model, val_data, device) for m in members]
-    selection = greedy_ensemble(outputs, val_data.y, task, size=size)
+def train_candidate(
+    plan: FitPlan,
+    architecture: Architecture,
+    *,
+    folds: list[tuple[TensorData, TensorData, Tensor | None]],
+    n_held_out: int,
+    shapes: DataShapes,
+    task: Task,
+    device: DeviceConfig,
+    generator: torch.Generator,
+    history: History,
+    budget: Budget,
+    shares: list[float],
+    candidate: int,
+    callbacks: list[Callback] = (),
+) -> Member:
+    """Retrain ``architecture`` once per ``(train, val, val_rows)`` fold, fold ``f`` within
+    ``shares[f]`` of the time limit; ``val_rows`` place each fold's held-out outputs among
+    the ``n_held_out`` rows (``None``: the one validation split)."""
+    models, results = [], []
+    held_out = None
+    for f, (train, val, val_rows) in enumerate(folds):
+        model, result = retrain(
+            plan, architecture, train=train, val_data=val, shapes=shapes, task=task,
+            device=device, generator=generator, history=history, budget=budget,
+            until=shares[f], candidate=candidate, callbacks=callbacks, fold=f,
+        )
+        output = predict(model, val, device)
+        if held_out is None:
+            held_out = output.new_zeros((n_held_out, *output.shape[1:]))
+        held_out[slice(None) if val_rows is None else val_rows] = output
+        models.append(model)
+        results.append(result)
+    if len(models) == 1:
+        model = models[0]
+    else:
+        model = EnsembleModel(models, [1.0] * len(models), task=task)
+        model.architecture = architecture  # what the final ensemble's repr shows
+    return Member(architecture, model, results, held_out=held_out, val_metrics={})
+
+
+def ensemble(members: list[Member], *, y: Tensor, task: Task, size: int) -> tuple[nn.Module, dict[str, float]]:
+    """Weight ``members`` by greedy selection on their held-out outputs (targets ``y``);
+    the weighted ensemble and its held-out scores."""
+    outputs = [m.held_out for m in members]
+    selection = greedy_ensemble(outputs, y, task, size=size)
     for member, weight in zip(members, selection.weights):
         member.weight = weight
     model = EnsembleModel([m.model for m in members], selection.weights, task=task)
-    return model, task.metrics(average(outputs, selection.weights, task), val_data.y)
+    return model, task.metrics(average(outputs, selection.weights, task), y)
 
 
 def search_select_retrain(
@@ -240,10 +301,7 @@ def search_select_retrain(
     history = History()
     timings: dict[str, float] = {}
     generator = torch.Generator().manual_seed(seed)
-    train = TensorData(*(torch.cat(pair) for pair in zip(
-        (weight_data.x_num, weight_data.x_cat, weight_data.y),
-        (arch_data.x_num, arch_data.x_cat, arch_data.y),
-    )))
+    train = _concat(weight_data, arch_data)
     shapes = DataShapes(
         n_num_features, tuple(cat_cardinalities), task.d_out,
         bins=tuple(quantile_bins(train.x_num)) if _needs_bins(plan, n_num_features) else None,
@@ -286,32 +344,46 @@ def search_select_retrain(
     timings.setdefault("selection_s", 0.0)
 
     mark = budget.elapsed()
-    members = []
+    if plan.bag_folds:
+        pool = _concat(train, val_data)
+        fold_of = fold_assignment(
+            pool.y, min(plan.bag_folds, len(pool)), generator=generator,
+            stratify=task.kind == "classification",
+        ).to(pool.y.device)
+        folds = [(pool[fold_of != f], pool[fold_of == f], fold_of == f) for f in range(int(fold_of.max()) + 1)]
+        held_out_y = pool.y
+    else:
+        folds, held_out_y = [(train, val_data, None)], val_data.y
+    members: list[Member] = []
     start_share = min(budget.elapsed() / budget.time_limit, 1.0) if budget.time_limit else 0.0
+    n_trainings = len(candidates) * len(folds)
     for i, architecture in enumerate(candidates):
         if members and budget.until(1.0).expired():
             logger.info("time limit reached: %d of %d candidates trained", i, len(candidates))
             break
         started = budget.elapsed()
-        model, result = retrain(
-            plan, architecture, train=train, val_data=val_data, shapes=shapes, task=task,
+        member = train_candidate(
+            plan, architecture, folds=folds, n_held_out=len(held_out_y), shapes=shapes, task=task,
             device=device, generator=generator, history=history, budget=budget,
-            until=start_share + (1.0 - start_share) * (i + 1) / len(candidates), candidate=i,
-            callbacks=_bar(plan, plan.max_epochs, f"retrain {i}", bars),
+            shares=[
+                start_share + (1.0 - start_share) * (i * len(folds) + f + 1) / n_trainings
+                for f in range(len(folds))
+            ],
+            candidate=i, callbacks=_bar(plan, plan.max_epochs, f"retrain {i}", bars),
         )
-        members.append(Member(architecture, model, result, train_s=budget.elapsed() - started))
+        member.val_metrics = task.metrics(member.held_out, held_out_y)
+        member.train_s = budget.elapsed() - started
+        members.append(member)
         logger.info(
-            "candidate %d retrained for %d epochs (best %d, stopped by %s) in %.1f s, val %s",
-            i, result.n_epochs, result.best_epoch, result.stopped_by, members[-1].train_s,
-            result.best_metrics,
+            "candidate %d retrained on %d fold(s) in %.1f s, held-out %s",
+            i, len(folds), member.train_s, member.val_metrics,
         )
     for bar in bars:
         bar.close()
     timings["retrain_s"] = budget.elapsed() - mark
     mark = budget.elapsed()
-    model, info["ensemble_val"] = ensemble(
-        members, val_data=val_data, task=task, device=device, size=plan.ensemble_size
-    )
+    model, info["ensemble_val"] = ensemble(members, y=held_out_y, task=task, size=plan.ensemble_size)
+    info["bag_folds"] = len(folds) if plan.bag_folds else 0
     timings["ensemble_s"] = budget.elapsed() - mark
     lead = max(members, key=lambda m: m.weight)  # ties go to the earlier candidate
     return NASResult(
@@ -319,6 +391,10 @@ def search_select_retrain(
         selection_trace=trace, retrain=lead.result, members=members, timings=timings,
         search_info=info,
     )
+
+
+def _concat(a: TensorData, b: TensorData) -> TensorData:
+    return TensorData(*(torch.cat(pair) for pair in zip((a.x_num, a.x_cat, a.y), (b.x_num, b.x_cat, b.y))))
 
 
 def _needs_bins(plan: FitPlan, n_num_features: int) -> bool:
