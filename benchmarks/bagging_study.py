@@ -55,8 +55,9 @@ def primary(task: str, result: dict, split: str) -> float:
 
 def report(rows: list[dict]) -> str:
     lines = [
-        "| dataset | train rows | task | score | no bagging (val) | 5-fold bagging (val) | Δ val | no bagging (test) | 5-fold bagging (test) | fit s (no / 5-fold) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| dataset | train rows | task | score | no bagging (val) | 5-fold bagging (val) | Δ val | Δ val log loss"
+        " | no bagging (test) | 5-fold bagging (test) | fit s (no / 5-fold) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     wins = 0
     datasets = sorted({r["dataset"] for r in rows}, key=lambda d: min(r["n_train"] for r in rows if r["dataset"] == d))
@@ -68,15 +69,21 @@ def report(rows: list[dict]) -> str:
         metric = "rmse" if task == "regression" else "accuracy"
 
         def mean(arm, split):
+            if split == "val_log_loss":
+                return statistics.mean(r["val"]["log_loss"] for r in by_arm[arm])
             return statistics.mean(r[split][metric] for r in by_arm[arm])
 
         val = {arm: statistics.mean(primary(task, r, "val") for r in by_arm[arm]) for arm in ARMS}
         delta = val["5-fold bagging"] - val["no bagging"]
         wins += delta > 0
+        log_loss = (
+            f"{mean('5-fold bagging', 'val_log_loss') - mean('no bagging', 'val_log_loss'):+.4f}"
+            if task != "regression" else ""
+        )
         fit = " / ".join(f"{statistics.mean(r['fit_s'] for r in by_arm[arm]):.0f}" for arm in ARMS)
         lines.append(
             f"| {name} | {by_arm['no bagging'][0]['n_train']} | {task} | {metric} | {mean('no bagging', 'val'):.4f}"
-            f" | {mean('5-fold bagging', 'val'):.4f} | {delta:+.4f} | {mean('no bagging', 'test'):.4f}"
+            f" | {mean('5-fold bagging', 'val'):.4f} | {delta:+.4f} | {log_loss} | {mean('no bagging', 'test'):.4f}"
             f" | {mean('5-fold bagging', 'test'):.4f} | {fit} |"
         )
     lines.append("")

@@ -190,15 +190,22 @@ def test_cross_val_score_in_a_pipeline_with_column_transformer(mixed_frame):
     assert scores.shape == (2,) and np.all(scores > 0.5)
 
 
-def test_time_limit_cuts_every_phase_at_an_epoch_boundary(cancer):
+@pytest.mark.parametrize("bag_folds", [0, 3])
+def test_time_limit_cuts_every_phase_at_an_epoch_boundary(cancer, bag_folds):
     X, y = cancer
     # A limit that has passed before the first epoch ends: each phase runs one epoch (or
-    # one decision) and hands over; selection falls back to argmax for the rest.
-    clf = TabNASClassifier(preset="medium", time_limit=1e-3, device="cpu", random_state=0).fit(X, y)
+    # one decision) and hands over; selection falls back to argmax for the rest; the
+    # first candidate is still trained (one epoch per fold, so bagging stays complete).
+    clf = TabNASClassifier(
+        preset="medium", time_limit=1e-3, bag_folds=bag_folds, device="cpu", random_state=0
+    ).fit(X, y)
     assert len(clf.history_.phase("search")) == 1 < 10
     assert clf.selection_trace_ and clf.selection_trace_[-1].kind == "fallback"
     assert len(clf.history_.phase("select")) == 0
-    assert len(clf.history_.phase("retrain")) == 1 and clf.fit_info_["stopped_by"] == "time_limit"
+    retrain = clf.history_.phase("retrain")
+    assert len(retrain) == max(bag_folds, 1) and clf.fit_info_["stopped_by"] == "time_limit"
+    assert sorted(r["fold"] for r in retrain) == list(range(max(bag_folds, 1)))
+    assert len(clf.ensemble_) == 1  # the other candidates were skipped
     assert clf.predict(X[:3]).shape == (3,)
 
 
@@ -394,3 +401,23 @@ def test_predict_changes_nothing_and_threads_may_predict_at_once(fitted_mixed, m
     assert all(fitted_mixed.__dict__[k] is v for k, v in state.items())
     assert all(torch.equal(v, weights[k]) for k, v in fitted_mixed.model_.state_dict().items())
     assert fitted_mixed.fit_info_["cpu_threads"] >= 1
+
+
+def test_bagging_auto_follows_the_table_size_and_an_explicit_validation_set(cancer):
+    from tabnas.estimators._presets import BAG_FOLDS, BAG_MAX_ROWS
+
+    X, y = cancer
+    base = dict(preset="fast", max_search_steps=10, max_epochs=2, ensemble_size=2, device="cpu", random_state=0)
+    auto = TabNASClassifier(**base).fit(X[:200], y[:200])
+    assert auto.fit_info_["bag_folds"] == (BAG_FOLDS if 200 <= BAG_MAX_ROWS else 0)
+    assert all(m["n_folds"] == max(auto.fit_info_["bag_folds"], 1) for m in auto.ensemble_)
+    given = TabNASClassifier(**base).fit(X[:150], y[:150], X_val=X[150:200], y_val=y[150:200])
+    assert given.fit_info_["bag_folds"] == 0  # the user's validation set is what selects
+    forced = TabNASClassifier(**base, bag_folds=2).fit(X[:150], y[:150], X_val=X[150:200], y_val=y[150:200])
+    assert forced.fit_info_["bag_folds"] == 2 and forced.predict_proba(X[:5]).shape == (5, 2)
+
+
+def test_one_bagging_fold_is_refused_with_the_fix(cancer):
+    X, y = cancer
+    with pytest.raises(ValueError, match="bag_folds=1 is not bagging"):
+        TabNASClassifier(bag_folds=1).fit(X, y)

@@ -8,6 +8,7 @@ from typing import Any, Callable, Sequence
 
 import tabm
 import torch
+from rtdl_num_embeddings import LinearReLUEmbeddings
 from rtdl_revisiting_models import CategoricalEmbeddings
 from torch import Tensor, nn
 
@@ -223,7 +224,11 @@ class TabMNetwork(nn.Module):
         _check_features(n_num_features, cat_cardinalities)
         self.architecture = architecture
         mlp = architecture.mlp
-        embedding = _num_embedding(architecture.num_embedding, n_num_features, mlp.d_embedding, bins)
+        if architecture.num_embedding == "linear" and n_num_features:
+            # tabm takes its own linear form only: Linear + ReLU per feature (its paper's)
+            embedding = LinearReLUEmbeddings(n_num_features, mlp.d_embedding)
+        else:
+            embedding = _num_embedding(architecture.num_embedding, n_num_features, mlp.d_embedding, bins)
         self.has_num, self.has_cat = n_num_features > 0, bool(cat_cardinalities)
         self.tabm = tabm.TabM.make(
             n_num_features=n_num_features,

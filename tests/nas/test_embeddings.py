@@ -38,3 +38,23 @@ def test_quantile_bins_survive_constant_binary_and_tiny_columns():
     assert tiny[0].tolist() == [0.0, 2.0] and tiny[1].tolist() == [0.5, 1.5]
     module = make_num_embedding("piecewise_linear", n_features=3, d_embedding=4, bins=bins)
     assert torch.isfinite(module(x)).all()
+
+
+@pytest.mark.parametrize("name", sorted(NUM_EMBEDDING_REGISTRY))
+@pytest.mark.parametrize("backbone", ["cells", "tabm"])
+def test_every_backbone_builds_and_trains_with_every_embedding(name, backbone):
+    """The "best" preset trains TabM with every embedding of its space."""
+    from tabnas.nas.network import DataShapes, build_network
+    from tabnas.nas.space import Architecture, MLPSettings, SearchSpace
+
+    x = torch.randn(32, 3)
+    shapes = DataShapes(3, (4,), 2, bins=tuple(quantile_bins(x)))
+    architecture = (
+        Architecture.tabm(MLPSettings(n_blocks=1, d_block=16, k=2), num_embedding=name)
+        if backbone == "tabm"
+        else SearchSpace(n_cells=1).chain(["ffn", "resnet"]).with_embedding(name)
+    )
+    network = build_network(architecture, shapes)
+    out = network(x, torch.randint(0, 4, (32, 1)))
+    assert out.shape[0] == 32 and out.shape[-1] == 2
+    out.sum().backward()
