@@ -403,17 +403,21 @@ def test_predict_changes_nothing_and_threads_may_predict_at_once(fitted_mixed, m
     assert fitted_mixed.fit_info_["cpu_threads"] >= 1
 
 
-def test_bagging_auto_follows_the_table_size_and_an_explicit_validation_set(cancer):
-    from tabnas.estimators._presets import BAG_FOLDS, BAG_MAX_ROWS
+def test_bagging_auto_follows_the_preset_the_table_size_and_an_explicit_validation_set(cancer):
+    from tabnas.estimators._presets import BAG_MAX_ROWS, PRESETS
 
     X, y = cancer
-    base = dict(preset="fast", max_search_steps=10, max_epochs=2, ensemble_size=2, device="cpu", random_state=0)
-    auto = TabNASClassifier(**base).fit(X[:200], y[:200])
-    assert auto.fit_info_["bag_folds"] == (BAG_FOLDS if 200 <= BAG_MAX_ROWS else 0)
-    assert all(m["n_folds"] == max(auto.fit_info_["bag_folds"], 1) for m in auto.ensemble_)
-    given = TabNASClassifier(**base).fit(X[:150], y[:150], X_val=X[150:200], y_val=y[150:200])
+    base = dict(max_search_steps=4, max_epochs=2, ensemble_size=2, device="cpu", random_state=0)
+    assert PRESETS["medium"].bag_folds == 5 and PRESETS["fast"].bag_folds == 0 and 200 <= BAG_MAX_ROWS
+    auto = TabNASClassifier(preset="medium", **base).fit(X[:200], y[:200])
+    assert auto.fit_info_["bag_folds"] == 5
+    assert all(m["n_folds"] == 5 for m in auto.ensemble_)
+    assert TabNASClassifier(preset="fast", **base).fit(X[:200], y[:200]).fit_info_["bag_folds"] == 0
+    given = TabNASClassifier(preset="medium", **base).fit(X[:150], y[:150], X_val=X[150:200], y_val=y[150:200])
     assert given.fit_info_["bag_folds"] == 0  # the user's validation set is what selects
-    forced = TabNASClassifier(**base, bag_folds=2).fit(X[:150], y[:150], X_val=X[150:200], y_val=y[150:200])
+    forced = TabNASClassifier(preset="fast", bag_folds=2, **base).fit(
+        X[:150], y[:150], X_val=X[150:200], y_val=y[150:200]
+    )
     assert forced.fit_info_["bag_folds"] == 2 and forced.predict_proba(X[:5]).shape == (5, 2)
 
 

@@ -16,7 +16,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_consistent_length, check_is_fitted, validate_data
 
 from tabnas.devices import DeviceConfig, cpu_threads, hardware_settings, resolve_device, seeded
-from tabnas.estimators._presets import BAG_FOLDS, BAG_MAX_ROWS, PRESETS, auto_batch_size
+from tabnas.estimators._presets import BAG_MAX_ROWS, PRESETS, auto_batch_size
 from tabnas.nas.selection import SELECTOR_REGISTRY, Selector
 from tabnas.nas.space import Architecture, SearchSpace
 from tabnas.nas.strategies import STRATEGY_REGISTRY, SearchStrategy
@@ -271,10 +271,12 @@ class BaseTabNAS(BaseEstimator, ABC):
 
     def _bag_folds(self, *, n_rows: int, explicit_val: bool) -> int:
         """``bag_folds`` resolved: ``"auto"`` bags small tables (at most
-        :data:`BAG_MAX_ROWS` rows in all) unless a validation set was passed."""
+        :data:`BAG_MAX_ROWS` rows in all) with the preset's folds, unless a validation
+        set was passed."""
         if self.bag_folds != "auto":
             return int(self.bag_folds)
-        return BAG_FOLDS if n_rows <= BAG_MAX_ROWS and not explicit_val else 0
+        small = n_rows <= BAG_MAX_ROWS and not explicit_val
+        return PRESETS[self.preset].bag_folds if small else 0
 
     def _plan(self, *, n_train: int, bag_folds: int = 0) -> FitPlan:
         preset = PRESETS[self.preset]

@@ -55,7 +55,8 @@ class TabNASClassifier(ClassifierMixin, BaseTabNAS):
         on the fold it leaves out, and predicts as the average of its fold models; the
         ensemble is weighted on the out-of-fold predictions. 0 turns it off (one
         training on the training rows, early-stopped on the validation rows). ``"auto"``
-        bags with 5 folds when there are at most 3,000 rows and no ``X_val`` is given.
+        bags with 5 folds at the ``"medium"`` and ``"best"`` presets when there are at
+        most 3,000 rows and no ``X_val`` is given (``"fast"`` never bags).
         The search and the selection are not bagged.
     max_epochs, patience, batch_size : int, default=None
         Override the preset's retraining epochs, early-stopping patience and batch size.

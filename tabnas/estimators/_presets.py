@@ -34,6 +34,8 @@ class Preset:
     backbones: tuple[str, ...] = ("cells",)
     mlp: MLPSettings = MLPSettings()
     ensemble_size: int = 1
+    bag_folds: int = 0
+    """Folds of ``bag_folds="auto"`` on small tables (:data:`BAG_MAX_ROWS`); 0: never."""
     lr: float = 1e-3
     weight_decay: float = 1e-5
 
@@ -48,7 +50,7 @@ PRESETS: dict[str, Preset] = {
         min_steps=100, max_steps=400, warmup_steps=30, search_patience=6, tune_steps=50,
         max_epochs=100, patience=16,
         num_embeddings=("piecewise_linear",), backbones=("cells", "tabm"),
-        mlp=MLPSettings(k=8, d_block=128), ensemble_size=10,
+        mlp=MLPSettings(k=8, d_block=128), ensemble_size=10,  # no bagging: quick looks stay quick
     ),
     # The default: minutes on a laptop CPU for tens of thousands of rows.
     "medium": Preset(
@@ -56,6 +58,7 @@ PRESETS: dict[str, Preset] = {
         min_steps=200, max_steps=1000, warmup_steps=60, search_patience=8, tune_steps=100,
         max_epochs=300, patience=16,
         num_embeddings=("piecewise_linear",), backbones=("cells", "tabm"), ensemble_size=10,
+        bag_folds=5,
     ),
     # A longer search with a larger cell; meant for a GPU or an overnight CPU run.
     "best": Preset(
@@ -63,13 +66,10 @@ PRESETS: dict[str, Preset] = {
         min_steps=500, max_steps=5000, warmup_steps=150, search_patience=10, tune_steps=300,
         max_epochs=1000, patience=16,
         num_embeddings=("piecewise_linear", "periodic", "linear"), backbones=("cells", "tabm"),
-        mlp=MLPSettings(k=32, d_block=512), ensemble_size=20,
+        mlp=MLPSettings(k=32, d_block=512), ensemble_size=20, bag_folds=5,
     ),
 }
 
-
-BAG_FOLDS = 5
-"""Folds of ``bag_folds="auto"`` where it bags."""
 
 BAG_MAX_ROWS = 3_000
 """``bag_folds="auto"`` bags tables of at most this many rows (training and validation
