@@ -47,9 +47,11 @@ from tabnas.estimators._presets import PRESETS, auto_batch_size
 from tabnas.nas.embeddings import quantile_bins
 from tabnas.nas.network import DataShapes, build_network
 from tabnas.nas.ops import NONE_OP, make_op
-from tabnas.nas.space import Architecture, SearchSpace
+from tabnas.nas.space import SearchSpace
 from tabnas.nas.strategies import make_strategy
 from tabnas.nas.supernet import SuperNetwork
+from tabnas.training.data import TensorData
+from tabnas.training.loop import Task
 from tabnas.training.optim import make_weight_optimizer
 
 SECTIONS = ("supernet", "discrete", "predict", "rows", "features", "fit")
@@ -179,16 +181,15 @@ def section_supernet(device: DeviceConfig, preset: str) -> dict[str, Any]:
     parts = shell + n_edges * sum(alone.values())
 
     strategy = make_strategy("darts").bind(supernet)
+    task = Task("regression", 1)
+
+    def loss(batch: TensorData, weights: torch.Tensor, params=None) -> torch.Tensor:
+        with device.autocast():
+            return task.loss(supernet(batch.x_num, batch.x_cat, weights=supernet.project(weights)), batch.y)
 
     def arch_step(i: int) -> None:
         rows = step.batches[(i + 7) % len(step.batches)]
-        batch = type("Batch", (), {"x_num": step.x[rows], "x_cat": step.x_cat[rows], "y": step.y[rows]})
-
-        def loss(b, weights, params=None):
-            with device.autocast():
-                out = supernet(b.x_num, b.x_cat, weights=supernet.project(weights))
-            return nn.functional.mse_loss(out.float().squeeze(-1), b.y)
-
+        batch = TensorData(step.x[rows], step.x_cat[rows], step.y[rows])
         strategy.arch_step(loss, batch, batch, virtual_step=None)
 
     arch = timed(arch_step, device, n=n)
@@ -258,7 +259,6 @@ def section_predict(device: DeviceConfig, preset: str) -> dict[str, Any]:
     import rtdl_revisiting_models as rtdl
 
     from tabnas import TabNASRegressor
-    from tabnas.training.data import TensorData
     from tabnas.training.loop import predict
 
     n_fit, n_predict, n_features = 3000, 100_000, 8
@@ -292,8 +292,7 @@ def section_rows(device: DeviceConfig, preset: str, index_path: str | None) -> d
     import pandas as pd
 
     from tabnas.preprocessing import TabularPreprocessor
-    from tabnas.training.data import TensorData
-    from tabnas.training.loop import score_supernet, Task
+    from tabnas.training.loop import score_supernet
 
     sources: dict[str, Callable[[int], tuple[pd.DataFrame, np.ndarray]]] = {}
 
@@ -403,6 +402,17 @@ def _california(index_path: str | None):
 
 
 # ---- driver ---------------------------------------------------------------------------
+RUNNERS: dict[str, Callable[[DeviceConfig, dict[str, Any]], dict[str, Any]]] = {
+    "supernet": lambda device, a: section_supernet(device, a["preset"]),
+    "discrete": lambda device, a: section_discrete(device, a["preset"]),
+    "predict": lambda device, a: section_predict(device, a["preset"]),
+    "rows": lambda device, a: section_rows(device, a["preset"], a["index"]),
+    "features": lambda device, a: section_features(device, a["preset"]),
+    "fit": lambda device, a: section_fit(device, a["preset"], a["index"], a["dataset"]),
+}
+assert set(RUNNERS) == set(SECTIONS)
+
+
 def _run_section(name: str, args: dict[str, Any], queue) -> None:
     torch.manual_seed(0)
     if args["threads"]:
@@ -410,12 +420,7 @@ def _run_section(name: str, args: dict[str, Any], queue) -> None:
     device = resolve_device(args["device"])
     started = time.perf_counter()
     try:
-        if name in ("rows",):
-            result = section_rows(device, args["preset"], args["index"])
-        elif name == "fit":
-            result = section_fit(device, args["preset"], args["index"], args["dataset"])
-        else:
-            result = globals()[f"section_{name}"](device, args["preset"])
+        result = RUNNERS[name](device, args)
         result.update(_peak_memory(device))
     except Exception as error:  # a section that fails is reported, the others still run
         result = {"error": f"{type(error).__name__}: {error}"}

@@ -237,7 +237,7 @@ def train_candidate(
     architecture: Architecture,
     *,
     folds: list[tuple[TensorData, TensorData, Tensor | None]],
-    n_held_out: int,
+    held_out_y: Tensor,
     shapes: DataShapes,
     task: Task,
     device: DeviceConfig,
@@ -250,7 +250,7 @@ def train_candidate(
 ) -> Member:
     """Retrain ``architecture`` once per ``(train, val, val_rows)`` fold, fold ``f`` within
     ``shares[f]`` of the time limit; ``val_rows`` place each fold's held-out outputs among
-    the ``n_held_out`` rows (``None``: the one validation split)."""
+    the rows whose targets are ``held_out_y`` (``None``: the one validation split)."""
     models, results = [], []
     held_out = None
     for f, (train, val, val_rows) in enumerate(folds):
@@ -261,7 +261,7 @@ def train_candidate(
         )
         output = predict(model, val, device)
         if held_out is None:
-            held_out = output.new_zeros((n_held_out, *output.shape[1:]))
+            held_out = output.new_zeros((len(held_out_y), *output.shape[1:]))
         held_out[slice(None) if val_rows is None else val_rows] = output
         models.append(model)
         results.append(result)
@@ -270,7 +270,9 @@ def train_candidate(
     else:
         model = EnsembleModel(models, [1.0] * len(models), task=task)
         model.architecture = architecture  # what the final ensemble's repr shows
-    return Member(architecture, model, results, held_out=held_out, val_metrics={})
+    return Member(
+        architecture, model, results, held_out=held_out, val_metrics=task.metrics(held_out, held_out_y)
+    )
 
 
 def ensemble(members: list[Member], *, y: Tensor, task: Task, size: int) -> tuple[nn.Module, dict[str, float]]:
@@ -363,7 +365,7 @@ def search_select_retrain(
             break
         started = budget.elapsed()
         member = train_candidate(
-            plan, architecture, folds=folds, n_held_out=len(held_out_y), shapes=shapes, task=task,
+            plan, architecture, folds=folds, held_out_y=held_out_y, shapes=shapes, task=task,
             device=device, generator=generator, history=history, budget=budget,
             shares=[
                 start_share + (1.0 - start_share) * (i * len(folds) + f + 1) / n_trainings
@@ -371,7 +373,6 @@ def search_select_retrain(
             ],
             candidate=i, callbacks=_bar(plan, plan.max_epochs, f"retrain {i}", bars),
         )
-        member.val_metrics = task.metrics(member.held_out, held_out_y)
         member.train_s = budget.elapsed() - started
         members.append(member)
         logger.info(
