@@ -8,8 +8,10 @@ import logging
 import math
 import time
 import warnings
+import weakref
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterator, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -66,7 +68,8 @@ class Task:
 logger = logging.getLogger(__name__)
 
 MAX_RECOVERIES = 3
-"""Non-finite training losses a retraining survives (each time: last good weights, lr / 10)."""
+"""Non-finite losses a phase survives (each time: last good weights, lr / 10); after that
+the phase stops with its last good weights."""
 
 Clock = Callable[[], float]
 
@@ -109,15 +112,49 @@ class Budget:
         return Deadline(share * self.time_limit - self.elapsed(), clock=self.clock)
 
 
+def is_out_of_memory(error: BaseException) -> bool:
+    """CUDA's out-of-memory error, or the CPU allocator's."""
+    return isinstance(error, torch.OutOfMemoryError) or (
+        isinstance(error, RuntimeError) and "can't allocate memory" in str(error)
+    )
+
+
+def halve_batch(batch_size: int, error: BaseException, *, where: str, minimum: int = 1) -> int:
+    """The batch size to retry with after ``error``, with a warning that says so; raises
+    ``error`` again when it is not out of memory or the batch cannot shrink any more."""
+    smaller = batch_size // 2
+    if not is_out_of_memory(error) or smaller < minimum:
+        raise error
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    message = f"out of memory on a batch of {batch_size} rows in {where}; retrying with {smaller}"
+    logger.warning(message)
+    warnings.warn(message, RuntimeWarning, stacklevel=3)
+    return smaller
+
+
+_EVAL_BATCH: weakref.WeakKeyDictionary[nn.Module, int] = weakref.WeakKeyDictionary()
+"""The evaluation batch size of a model that ran out of memory at the device's default."""
+
+
 @torch.inference_mode()
 def predict(model: nn.Module, data: TensorData, config: DeviceConfig, **forward_kwargs) -> Tensor:
-    """Raw outputs for every row of ``data`` (eval mode, large batches, no autograd)."""
+    """Raw outputs for every row of ``data`` (eval mode, large batches, no autograd); a
+    batch that runs out of memory is retried in halves."""
     with _eval_mode(model):
-        outputs = []
-        for index in batch_indices(len(data), config.eval_batch_size, shuffle=False):
-            batch = data[index.to(data.y.device)]
-            with config.autocast():
-                outputs.append(model(batch.x_num, batch.x_cat, **forward_kwargs).float())
+        outputs: list[Tensor] = []
+        start, batch_size = 0, _EVAL_BATCH.get(model, config.eval_batch_size)
+        while start < len(data) or not outputs:
+            rows = torch.arange(start, min(start + batch_size, len(data)), device=data.y.device)
+            batch = data[rows]
+            try:
+                with config.autocast():
+                    outputs.append(model(batch.x_num, batch.x_cat, **forward_kwargs).float())
+            except RuntimeError as error:
+                batch_size = halve_batch(batch_size, error, where="a prediction pass")
+                _EVAL_BATCH[model] = batch_size  # later passes start where this one fitted
+                continue
+            start += len(rows)
         return torch.cat(outputs)
 
 
@@ -156,15 +193,18 @@ SCORE_CHUNK_ROWS = 2048
 
 
 @torch.inference_mode()
-def score_supernet(model: nn.Module, data: TensorData, task: Task, **forward_kwargs) -> dict[str, float]:
+def score_supernet(
+    model: nn.Module, data: TensorData, task: Task, *, chunk_rows: int = SCORE_CHUNK_ROWS,
+    **forward_kwargs,
+) -> dict[str, float]:
     """Faithful scores of a supernet on ``data``: batch statistics, no dropout, fp32.
 
-    The rows go through in a fixed order, in equal chunks of at most
-    :data:`SCORE_CHUNK_ROWS`, so the same weights give the same scores whatever passes ran
-    before. A single row has no batch statistics; it is scored with the running ones.
+    The rows go through in a fixed order, in equal chunks of at most ``chunk_rows``, so
+    the same weights give the same scores whatever passes ran before. A single row has no
+    batch statistics; it is scored with the running ones.
     """
     context = batch_statistics(model) if len(data) > 1 else _eval_mode(model)
-    n_chunks = max(1, math.ceil(len(data) / SCORE_CHUNK_ROWS))
+    n_chunks = max(1, math.ceil(len(data) / chunk_rows))
     with context:
         outputs = [
             model(chunk.x_num, chunk.x_cat, **forward_kwargs).float()
@@ -248,7 +288,7 @@ def fit_network(
     config: DeviceConfig,
     history: History,
     deadline: Deadline,
-    callbacks: list[Callback] = (),
+    callbacks: Sequence[Callback] = (),
     grad_clip: float | None = None,
     record: dict | None = None,
 ) -> FitResult:
@@ -262,13 +302,18 @@ def fit_network(
     recoveries = 0
     for epoch in range(max_epochs):
         started = time.perf_counter()
-        train_loss = train_epoch(
-            model, train, task=task, optimizer=optimizer, batch_size=batch_size,
-            generator=generator, config=config, grad_clip=grad_clip,
-        )
+        while True:
+            try:
+                train_loss = train_epoch(
+                    model, train, task=task, optimizer=optimizer, batch_size=batch_size,
+                    generator=generator, config=config, grad_clip=grad_clip,
+                )
+                break
+            except RuntimeError as error:  # out of memory: the epoch again, in smaller batches
+                batch_size = halve_batch(batch_size, error, where=f"epoch {epoch}", minimum=2)
         if not math.isfinite(train_loss):
             recoveries += 1
-            _recover(model, optimizer, best_state, epoch=epoch, attempt=recoveries)
+            recover(model, best_state, [optimizer], where=f"epoch {epoch}", attempt=recoveries)
             history.record(
                 phase="retrain", epoch=epoch, train_loss=train_loss, improved=False,
                 recovered=True, lr=optimizer.param_groups[0]["lr"],
@@ -307,17 +352,25 @@ def fit_network(
     )
 
 
-def _recover(
-    model: nn.Module, optimizer: torch.optim.Optimizer, good_state: dict, *, epoch: int, attempt: int
+def recover(
+    model: nn.Module,
+    good_state: dict[str, Tensor],
+    optimizers: list[torch.optim.Optimizer],
+    *,
+    where: str,
+    attempt: int,
 ) -> None:
-    """After a NaN or infinite loss: the last good weights, fresh optimizer moments, lr / 10."""
-    model.load_state_dict(good_state)
-    optimizer.state.clear()
-    for group in optimizer.param_groups:
-        group["lr"] *= 0.1
+    """After a NaN or infinite loss: the last good weights (the entries of ``good_state``;
+    other buffers are left as they are), fresh optimizer moments, every lr / 10, and a
+    warning that says so."""
+    model.load_state_dict(good_state, strict=False)
+    for optimizer in optimizers:
+        optimizer.state.clear()
+        for group in optimizer.param_groups:
+            group["lr"] *= 0.1
     message = (
-        f"the training loss was not finite in epoch {epoch}; restored the last good weights"
-        f" and lowered the learning rate to {optimizer.param_groups[0]['lr']:.3g}"
+        f"the training loss was not finite in {where}; restored the last good weights"
+        f" and lowered the learning rate to {optimizers[0].param_groups[0]['lr']:.3g}"
         f" (recovery {attempt} of at most {MAX_RECOVERIES})"
     )
     logger.warning(message)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -16,7 +17,9 @@ from tabnas.nas.supernet import SuperNetwork
 from tabnas.training.callbacks import Callback, EpochState
 from tabnas.training.data import Cycle, TensorData
 from tabnas.training.history import History
-from tabnas.training.loop import Deadline, Task, score_supernet
+from tabnas.training.loop import (
+    MAX_RECOVERIES, SCORE_CHUNK_ROWS, Deadline, Task, halve_batch, recover, score_supernet,
+)
 from tabnas.training.optim import make_weight_optimizer
 
 
@@ -81,7 +84,7 @@ class SupernetTrainer:
         device: DeviceConfig,
         generator: torch.Generator,
         history: History,
-        callbacks: list[Callback] = (),
+        callbacks: Sequence[Callback] = (),
     ):
         self.supernet = supernet
         self.strategy = strategy
@@ -109,6 +112,10 @@ class SupernetTrainer:
         self._cache: tuple[int, Tensor, dict[str, float]] | None = None
         self._schedule: tuple[int, int] | None = None  # (tuning steps done, planned)
         self.tune_steps = config.tune_steps
+        self._good_state = self._weights_snapshot()  # restored after a non-finite loss
+        self.recoveries = 0
+        self.lr_scale = 1.0  # every recovery divides the learning rates by 10
+        self.score_chunk_rows = SCORE_CHUNK_ROWS  # halved if scoring runs out of memory
 
     @property
     def eval_every(self) -> int:
@@ -195,12 +202,15 @@ class SupernetTrainer:
         best, since_best = math.inf, 0
         while True:
             row = self.run_interval(phase="search", n_steps=self.eval_every, deadline=deadline)
-            if math.isinf(best) or row["val_loss"] < best - 1e-4 * abs(best):
+            if row.get("recovered"):
+                pass  # the weights went back to the last good interval: nothing to compare
+            elif math.isinf(best) or row["val_loss"] < best - 1e-4 * abs(best):
                 best, since_best = row["val_loss"], 0
             else:
                 since_best += 1
             if (
-                self.steps >= config.max_steps
+                self.diverged
+                or self.steps >= config.max_steps
                 or deadline.expired()
                 or (self.steps >= config.min_steps and since_best >= config.patience)
             ):
@@ -209,19 +219,33 @@ class SupernetTrainer:
     def run_interval(self, *, phase: str, n_steps: int, deadline: Deadline | None = None) -> dict:
         """``n_steps`` steps (fewer at ``max_steps`` or the deadline), then one history row."""
         started = time.perf_counter()
-        losses, stats = [], []
-        for _ in range(n_steps):
+        losses: list[Tensor] = []
+        stats: list[dict[str, Tensor]] = []
+        while len(losses) < n_steps:
             if phase == "search":
                 self.strategy.step_started(self.steps, self.config.max_steps)
             arch_step = phase == "select" or self.steps >= self.config.warmup_steps
-            loss, step_stats = self.step(arch_step=arch_step)
+            try:
+                loss, step_stats = self.step(arch_step=arch_step)
+            except RuntimeError as error:  # out of memory: this step again, in smaller batches
+                self._shrink_batches(error)
+                continue
             losses.append(loss)
             if step_stats:
                 stats.append(step_stats)
-            if phase == "search" and (self.steps >= self.config.max_steps or deadline.expired()):
+            if phase == "search" and (
+                self.steps >= self.config.max_steps
+                or (deadline is not None and deadline.expired())
+            ):
                 break
         weights = self.supernet.default_weights().detach()
         metrics = self.evaluate(weights)
+        train_loss = float(torch.stack(losses).float().mean())
+        finite = math.isfinite(train_loss) and math.isfinite(metrics["loss"])
+        if finite:
+            self._good_state = self._weights_snapshot()
+        else:
+            self._recover(phase)
         arch_stats = {
             key: float(torch.stack([s[key] for s in stats]).float().mean())
             for key in (stats[0] if stats else {})
@@ -230,7 +254,7 @@ class SupernetTrainer:
             phase=phase,
             epoch=self.evaluations,
             step=self.steps,
-            train_loss=float(torch.stack(losses).float().mean()),
+            train_loss=train_loss,
             **{f"val_{k}": v for k, v in metrics.items()},
             arch_steps=bool(stats),
             **arch_stats,
@@ -239,11 +263,49 @@ class SupernetTrainer:
             fixed=self.supernet.fixed.cpu().tolist(),
             removed=(self.supernet.fixed & ~self.supernet.kept.any(-1)).cpu().tolist(),
             time_s=time.perf_counter() - started,
+            **({} if finite else {"recovered": True}),
         )
         for callback in self.callbacks:
             callback.on_epoch_end(EpochState(epoch=self.evaluations, row=row, best_epoch=self.evaluations))
         self.evaluations += 1
         return row
+
+    # ---- non-finite losses -------------------------------------------------------------
+    @property
+    def diverged(self) -> bool:
+        """More non-finite intervals than :data:`MAX_RECOVERIES`: the search stops and PT
+        tunes no more, both with the last good weights."""
+        return self.recoveries > MAX_RECOVERIES
+
+    def _weights_snapshot(self) -> dict[str, Tensor]:
+        """Weights, ``alpha`` and BatchNorm statistics; not the selection's decisions
+        (``fixed``, ``kept``), which a recovery must not undo."""
+        return {
+            name: value.detach().clone()
+            for name, value in self.supernet.state_dict().items()
+            if name not in ("fixed", "kept")
+        }
+
+    def _recover(self, phase: str) -> None:
+        self.recoveries += 1
+        optimizers: list[torch.optim.Optimizer] = [self.optimizer]
+        if self.strategy.optimizer is not None:
+            optimizers.append(self.strategy.optimizer)
+        recover(
+            self.supernet, self._good_state, optimizers,
+            where=f"the {phase} phase (weight step {self.steps})", attempt=self.recoveries,
+        )
+        self.lr_scale *= 0.1
+        self._version += 1  # the cached scores belong to the diverged weights
+
+    def _shrink_batches(self, error: RuntimeError) -> None:
+        """Half-size weight and architecture batches from now on (``error`` again when it
+        is not out of memory or the batches are down to two rows)."""
+        size = halve_batch(
+            self.weight_batches.batch_size, error, where="the supernet's training", minimum=2
+        )
+        self.weight_batches = Cycle(self.weight_data, size, self.generator)
+        self.arch_batches = Cycle(self.arch_data, size, self.generator)
 
     def alpha_shift(self) -> float:
         """The largest change of any architecture logit since the trainer was built."""
@@ -259,7 +321,17 @@ class SupernetTrainer:
         cache = self._cache
         if cache is not None and cache[0] == self._version and torch.equal(cache[1], weights):
             return dict(cache[2])
-        scores = score_supernet(self.supernet, self.score_data, self.task, weights=weights)
+        while True:
+            try:
+                scores = score_supernet(
+                    self.supernet, self.score_data, self.task, weights=weights,
+                    chunk_rows=self.score_chunk_rows,
+                )
+                break
+            except RuntimeError as error:
+                self.score_chunk_rows = halve_batch(
+                    self.score_chunk_rows, error, where="scoring the supernet", minimum=2
+                )
         self._cache = (self._version, weights.clone(), scores)
         return dict(scores)
 
@@ -275,7 +347,7 @@ class SupernetTrainer:
         self.tune_steps = per_decision
         self.optimizer = make_weight_optimizer(
             self.supernet,
-            lr=config.lr * config.tune_lr_ratio[0],
+            lr=config.lr * config.tune_lr_ratio[0] * self.lr_scale,
             weight_decay=config.weight_decay,
             exclude=self.supernet.arch_parameters(),
         )
@@ -286,7 +358,7 @@ class SupernetTrainer:
         if self._schedule is None:
             return
         done, planned = self._schedule
-        high, low = (self.config.lr * r for r in self.config.tune_lr_ratio)
+        high, low = (self.config.lr * self.lr_scale * r for r in self.config.tune_lr_ratio)
         lr = low + 0.5 * (high - low) * (1 + math.cos(math.pi * min(done / planned, 1.0)))
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -294,5 +366,5 @@ class SupernetTrainer:
 
     def tune(self) -> None:
         """The weight steps (and arch steps, when the strategy has them) between two decisions."""
-        if self.tune_steps:
+        if self.tune_steps and not self.diverged:
             self.run_interval(phase="select", n_steps=self.tune_steps)

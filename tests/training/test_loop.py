@@ -8,7 +8,7 @@ from tabnas.devices import resolve_device
 from tabnas.training.callbacks import EarlyStopping, EpochState
 from tabnas.training.data import Cycle, TensorData, batch_indices
 from tabnas.training.history import History
-from tabnas.training.loop import Deadline, Task, evaluate, fit_network
+from tabnas.training.loop import Deadline, Task, evaluate, fit_network, predict
 from tabnas.training.optim import make_parameter_groups
 
 CPU = resolve_device("cpu")
@@ -83,6 +83,57 @@ def test_a_non_finite_loss_restores_the_last_good_weights_and_lowers_the_lr():
     assert all(torch.isfinite(p).all() for p in model.parameters())
     assert result.stopped_by in ("early_stopping", "max_epochs", "non_finite_loss")
     assert torch.isfinite(torch.tensor(result.best_metrics["loss"]))
+
+
+class MemoryLimited(nn.Module):
+    """Runs out of memory on batches of more than ``limit`` rows, as a device would."""
+
+    def __init__(self, inner, limit):
+        super().__init__()
+        self.inner, self.limit, self.sizes = inner, limit, []
+
+    def forward(self, x_num, x_cat):
+        self.sizes.append(len(x_num))
+        if len(x_num) > self.limit:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return self.inner(x_num, x_cat)
+
+
+def test_a_prediction_pass_that_runs_out_of_memory_goes_on_in_smaller_batches():
+    inner = Linear()
+    expected = predict(inner, data(100), CPU)
+    model = MemoryLimited(inner, limit=30)
+    with pytest.warns(RuntimeWarning, match="out of memory on a batch of 4096 rows"):
+        outputs = predict(model, data(100), CPU)
+    assert torch.allclose(outputs, expected)
+    assert max(size for size in model.sizes if size <= 30) == 16  # 4096 halved until it fits
+    assert sum(size for size in model.sizes if size <= 30) == 100  # every row once
+    model.sizes.clear()
+    assert torch.allclose(predict(model, data(100), CPU), expected)
+    assert max(model.sizes) == 16  # the next pass starts at the size that fitted
+
+
+def test_an_epoch_that_runs_out_of_memory_is_trained_again_in_smaller_batches():
+    model = MemoryLimited(Linear(), limit=8)
+    with pytest.warns(RuntimeWarning, match="out of memory on a batch of 16 rows in epoch 0"):
+        result = fit_network(
+            model, train=data(64, 0), val=data(32, 1), task=Task(kind="regression", d_out=1),
+            optimizer=torch.optim.SGD(model.parameters(), lr=0.05), max_epochs=3, batch_size=16,
+            generator=torch.Generator().manual_seed(0), config=CPU, history=History(),
+            deadline=Deadline(None),
+        )
+    assert result.n_epochs == 3
+    train_sizes = [size for size in model.sizes[1:] if size <= 8]
+    assert train_sizes and max(train_sizes) == 8
+
+
+def test_an_error_that_is_not_out_of_memory_is_raised_as_it_is():
+    class Broken(nn.Module):
+        def forward(self, x_num, x_cat):
+            raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
+        predict(Broken(), data(10), CPU)
 
 
 def test_early_stopping_waits_for_patience():

@@ -177,3 +177,85 @@ def test_the_strategy_hears_every_search_step():
     t.strategy.step_started = lambda step, max_steps: heard.append((step, max_steps))
     t.search(Deadline(None))
     assert heard == [(step, 12) for step in range(12)]
+
+
+def poison(t, calls):
+    """Make the trainer's loss NaN on the given calls (counted from 1): its gradients then
+    turn every weight they reach into NaN, as a real divergence would."""
+    loss, count = t.loss, [0]
+
+    def poisoned(*args, **kwargs):
+        count[0] += 1
+        value = loss(*args, **kwargs)
+        return value * float("nan") if count[0] in calls else value
+
+    t.loss = poisoned
+
+
+def all_finite(module):
+    return all(torch.isfinite(p).all() for p in module.parameters())
+
+
+def test_a_non_finite_search_loss_goes_back_to_the_last_good_weights_and_goes_on():
+    t = trainer("fixed-alpha", max_steps=40, min_steps=40)
+    poison(t, {12})
+    with pytest.warns(RuntimeWarning, match="not finite in the search phase"):
+        t.search(Deadline(None))
+    recovered = [row for row in t.history.phase("search") if row.get("recovered")]
+    assert len(recovered) == 1 and t.recoveries == 1
+    assert t.steps == 40  # the search went on after the recovery
+    assert all_finite(t.supernet)
+    assert t.optimizer.param_groups[0]["lr"] == pytest.approx(3e-4)  # lr / 10
+    assert all(row["val_loss"] == row["val_loss"] for row in t.history.phase("search")[-2:])
+
+
+def test_a_search_that_keeps_diverging_stops_with_its_last_good_weights():
+    t = trainer("darts", max_steps=400, min_steps=400)
+    start = {name: p.detach().clone() for name, p in t.supernet.named_parameters()}
+    poison(t, set(range(1, 10_000)))
+    with pytest.warns(RuntimeWarning):
+        t.search(Deadline(None))
+    assert t.diverged and t.steps < 400
+    for name, p in t.supernet.named_parameters():
+        assert torch.equal(p, start[name]), name  # never a good interval: the start's weights
+
+
+def test_a_recovery_during_selection_keeps_the_decisions_made():
+    t = trainer("darts")
+    t.search(Deadline(None))
+    t.start_tuning(n_decisions=3)
+    t.supernet.fix_edge(0, 0, "ffn")
+    decisions = (t.supernet.fixed.clone(), t.supernet.kept.clone())
+    poison(t, {1})
+    with pytest.warns(RuntimeWarning, match="not finite in the select phase"):
+        t.tune()
+    assert t.history.rows[-1]["recovered"] and all_finite(t.supernet)
+    assert torch.equal(t.supernet.fixed, decisions[0]) and torch.equal(t.supernet.kept, decisions[1])
+    assert t.lr_scale == pytest.approx(0.1)
+    t.tune()  # the next tuning interval runs at a tenth of the planned lr
+    assert t.optimizer.param_groups[0]["lr"] < 0.1 * t.config.lr * t.config.tune_lr_ratio[0]
+
+
+def limit_memory(t, rows):
+    """The supernet runs out of memory on more than ``rows`` rows at once."""
+    forward = t.supernet.forward
+
+    def limited(x_num, x_cat, **kwargs):
+        if len(x_num) > rows:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB")
+        return forward(x_num, x_cat, **kwargs)
+
+    t.supernet.forward = limited
+
+
+def test_search_steps_and_scoring_that_run_out_of_memory_go_on_in_smaller_batches():
+    t = trainer("darts", max_steps=20, min_steps=20)
+    limit_memory(t, 20)
+    with pytest.warns(RuntimeWarning, match="out of memory") as caught:
+        t.search(Deadline(None))
+    messages = [str(w.message) for w in caught]
+    assert any("batch of 32 rows in the supernet's training" in m for m in messages)
+    assert any("scoring the supernet" in m for m in messages)
+    assert t.steps == 20 and t.weight_batches.batch_size == 16
+    assert t.score_chunk_rows <= 20
+    assert all(row["val_loss"] == row["val_loss"] for row in t.history.phase("search"))
