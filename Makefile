@@ -1,6 +1,6 @@
 # Two commands on a fresh machine:
 #   make demo   - builds .venv if needed, fits both estimators on real data, prints and saves results
-#   make test   - builds .venv if needed, runs the test suite
+#   make test   - builds .venv if needed, runs ruff and mypy, then the test suite
 VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
@@ -21,6 +21,8 @@ demo: env
 	$(PY) -m benchmarks.demo --out $(OUT)
 
 test: env
+	$(PY) -m ruff check tabnas benchmarks tests
+	$(PY) -m mypy
 	$(PY) -m pytest -n 2 -q
 
 test-slow: env

@@ -68,7 +68,7 @@ def report(rows: list[dict]) -> str:
         task = by_arm["no bagging"][0]["task"]
         metric = "rmse" if task == "regression" else "accuracy"
 
-        def mean(arm, split):
+        def mean(arm, split, by_arm=by_arm, metric=metric):
             if split == "val_log_loss":
                 return statistics.mean(r["val"]["log_loss"] for r in by_arm[arm])
             return statistics.mean(r[split][metric] for r in by_arm[arm])

@@ -204,12 +204,15 @@ def check_local_names(names: list[Any], index_path: Path | None) -> None:
     """A ``ValueError`` listing the index's names when one of ``names`` is not in it."""
     if not names:
         return
-    from benchmarks.datasets import read_index
+    from benchmarks.datasets import default_index_path, read_index
 
     index = read_index(index_path)
     unknown = [n for n in names if n not in index]
     if unknown:
-        raise ValueError(f"unknown dataset(s) {unknown}; datasets in the index: {sorted(index)}")
+        where = index_path if index_path is not None else default_index_path()
+        raise ValueError(
+            f"unknown dataset(s) {unknown}; datasets in the index {where}: {sorted(index)}"
+        )
 
 
 def _positive(value: Any, key: str, path: Path, kind: Any) -> Any:
@@ -297,16 +300,18 @@ def _models(table: Any, path: Path) -> list[ModelSpec]:
 def select(
     cfg: BenchConfig, *, datasets: list[str] | None = None, models: list[str] | None = None
 ) -> BenchConfig:
-    """The config restricted to (or extended by) the named datasets and models.
+    """The config with the named datasets and models instead of its own.
 
     A dataset name is one of the config's names, a name of the local index, or
-    ``openml-dataset:<id>`` / ``openml-task:<id>`` / ``openml-suite:<id>``. A model name is one
-    of the config's models, or a model family with its default options.
+    ``openml-dataset:<id>`` / ``openml-task:<id>`` / ``openml-suite:<id>``; the local ones,
+    the config's included, are checked against ``cfg.datasets_index`` (so a config's protocol
+    runs on the datasets of any index). A model name is one of the config's models, or a
+    model family with its default options.
     """
     out = replace(cfg)
     if datasets:
         by_name = {d.name: d for d in cfg.datasets}
-        chosen, local = [], []
+        chosen = []
         for name in datasets:
             if name in by_name:
                 chosen.append(by_name[name])
@@ -316,16 +321,18 @@ def select(
                     raise ValueError(f"dataset {name!r}: the OpenML id must be a number")
                 chosen.append(DatasetSpec(name=name, source=source, ref=int(ref)))
             else:
-                local.append(name)
                 chosen.append(DatasetSpec(name=name, source="local", ref=name))
-        if local:
-            try:
-                check_local_names(local, cfg.datasets_index)
-            except (ValueError, FileNotFoundError) as error:
-                raise ValueError(
-                    f"{error}\n(config {cfg.name} lists: {sorted(by_name)}; OpenML datasets are"
-                    " written openml-dataset:<id>, openml-task:<id>, openml-suite:<id>)"
-                ) from None
+        local = [d.ref for d in chosen if d.source == "local"]
+        try:
+            check_local_names(local, cfg.datasets_index)
+        except (ValueError, FileNotFoundError) as error:
+            openml = sorted(d.name for d in cfg.datasets if d.source != "local")
+            raise ValueError(
+                f"{error}\n(OpenML datasets are written openml-dataset:<id>, openml-task:<id>,"
+                " openml-suite:<id>"
+                + (f"; config {cfg.name} also names {openml}" if openml else "")
+                + ")"
+            ) from None
         out.datasets = list(dict.fromkeys(chosen))
     if models:
         by_name = {m.name: m for m in cfg.models}

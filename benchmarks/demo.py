@@ -1,9 +1,17 @@
-"""The demo: both estimators on real shared datasets, beside LightGBM, on the same split.
+"""The demo: both estimators on real data, beside LightGBM, on the same split.
 
     python -m benchmarks.demo --out demo-output [--preset fast] [--datasets-index PATH]
+                              [--time-limit SECONDS]
 
-Prints scores, fit times and the chosen architectures, and writes ``results.json`` plus
-the plots of each tabnas fit into ``--out``.
+The data: credit-g (classification) and California housing (regression) from the shared
+datasets (``--datasets-index``, else ``$TABNAS_DATASETS/index.json``, else
+``../shared/datasets/index.json``); without that index, the same two from OpenML when its
+server answers within seconds; else scikit-learn's bundled breast cancer (classification)
+and diabetes (regression) tables, so the demo runs on any machine.
+
+Prints the data's source, scores, fit times and the chosen architectures, and writes
+``results.json`` (each row names its ``source``) plus the plots of each tabnas fit into
+``--out``.
 """
 
 from __future__ import annotations
@@ -19,10 +27,58 @@ import numpy as np
 from sklearn.metrics import accuracy_score, mean_squared_error, roc_auc_score
 from sklearn.model_selection import train_test_split
 
-from benchmarks.datasets import default_index_path, load_local
+from benchmarks.datasets import LocalDataset, default_index_path, load_local
 from tabnas import TabNASClassifier, TabNASRegressor
 
 DEMO_DATASETS = {"credit_g": "classification", "california_housing": "regression"}
+OPENML_IDS = {"credit_g": 31, "california_housing": 537}  # the shared files' OpenML ids
+BUNDLED = {"classification": "breast_cancer", "regression": "diabetes"}  # scikit-learn's
+OPENML_TIMEOUT = 5.0  # seconds for the OpenML server to answer before the bundled fallback
+
+
+def load_demo_data(
+    index_path: str | Path | None = None, *, openml_timeout: float = OPENML_TIMEOUT
+) -> tuple[str, list[tuple[str, LocalDataset]]]:
+    """The demo's (task, dataset) pairs and the name of their source, the first of: the
+    shared datasets' index, OpenML (when its server answers within ``openml_timeout`` s),
+    scikit-learn's bundled tables. Fails neither for want of the index nor of a network."""
+    index = Path(index_path) if index_path is not None else default_index_path()
+    if index.is_file():
+        pairs = [(task, load_local(name, index)) for name, task in DEMO_DATASETS.items()]
+        return f"shared datasets ({index})", pairs
+    print(f"no dataset index at {index}: trying OpenML")
+    try:
+        from benchmarks import openml_data
+
+        openml_data.check_reachable(timeout=openml_timeout)
+        pairs = [
+            (task, openml_data.load_openml_dataset(OPENML_IDS[name], name=name))
+            for name, task in DEMO_DATASETS.items()
+        ]
+        return f"OpenML (datasets {', '.join(map(str, OPENML_IDS.values()))})", pairs
+    except Exception as error:  # offline, no openml package, a server error: fall back
+        print(f"OpenML unavailable ({type(error).__name__}: {error})")
+    pairs = [(task, bundled_dataset(task)) for task in BUNDLED]
+    return "scikit-learn's bundled datasets (breast_cancer, diabetes)", pairs
+
+
+def bundled_dataset(task: str) -> LocalDataset:
+    """scikit-learn's breast cancer (``classification``) or diabetes (``regression``) table."""
+    from sklearn import datasets
+
+    name = BUNDLED[task]
+    X = getattr(datasets, f"load_{name}")(as_frame=True).frame
+    y = X.pop("target")
+    return LocalDataset(
+        name=name,
+        task="binclass" if task == "classification" else "regression",
+        X=X,
+        y=y,
+        X_test=None,
+        y_test=None,
+        entry={"loader": f"sklearn.datasets.load_{name}"},
+        source="scikit-learn",
+    )
 
 
 def split(X, y, *, seed: int, stratify: bool):
@@ -48,9 +104,11 @@ def scores(task: str, model, X_test, y_test) -> dict[str, float]:
 
 def run_lightgbm(task, X_train, y_train, X_val, y_val):
     import lightgbm as lgb
+    import torch
 
     cls = lgb.LGBMClassifier if task == "classification" else lgb.LGBMRegressor
-    model = cls(n_estimators=4000, verbose=-1, random_state=0)
+    # as many CPU threads as the tabnas fit had (torch's): a like-for-like comparison
+    model = cls(n_estimators=4000, verbose=-1, random_state=0, n_jobs=torch.get_num_threads())
     with warnings.catch_warnings():  # newer LightGBM renames eval_set; both work
         warnings.filterwarnings("ignore", message=".*eval_set.*")
         model.fit(X_train, y_train, eval_set=[(X_val, y_val)], callbacks=[lgb.early_stopping(50, verbose=False)])
@@ -58,35 +116,47 @@ def run_lightgbm(task, X_train, y_train, X_val, y_val):
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", default="demo-output", help="folder for results.json and plots")
-    parser.add_argument("--preset", default="fast", choices=["fast", "medium", "best"], help="tabnas budget")
+    parser.add_argument(
+        "--preset", default="fast", choices=["fast", "medium", "best"], help="tabnas budget"
+    )
     parser.add_argument("--seed", type=int, default=0, help="split and model seed")
     parser.add_argument(
+        "--time-limit", type=float, default=None,
+        help="seconds per tabnas fit (default: none, the preset's own budget)",
+    )
+    parser.add_argument(
         "--datasets-index", default=None,
-        help=f"dataset index file (default: {default_index_path()})",
+        help=f"dataset index file (default: {default_index_path()}); without one the demo"
+        " loads its data from OpenML, else from scikit-learn's bundled datasets",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
+    source, pairs = load_demo_data(args.datasets_index)
+    print(f"data: {source}")
     results = []
-    for name, task in DEMO_DATASETS.items():
-        data = load_local(name, args.datasets_index)
+    for task, data in pairs:
+        name = data.name
         y = data.y / 100_000 if name == "california_housing" else data.y  # RMSE in $100k
         X_train, X_val, X_test, y_train, y_val, y_test = split(
             data.X, y, seed=args.seed, stratify=task == "classification"
         )
         estimator_cls = TabNASClassifier if task == "classification" else TabNASRegressor
         started = time.perf_counter()
-        model = estimator_cls(preset=args.preset, random_state=args.seed).fit(
-            X_train, y_train, X_val=X_val, y_val=y_val
-        )
+        model = estimator_cls(
+            preset=args.preset, time_limit=args.time_limit, random_state=args.seed
+        ).fit(X_train, y_train, X_val=X_val, y_val=y_val)
         fit_s = time.perf_counter() - started
         row = {
-            "dataset": name, "model": f"tabnas-{args.preset}", "task": task,
+            "dataset": name, "source": source, "model": f"tabnas-{args.preset}", "task": task,
             "n_train": len(X_train), "fit_time_s": round(fit_s, 2),
+            "time_limit": args.time_limit,
             **scores(task, model, X_test, y_test),
             "n_parameters": model.n_parameters_,
             "architecture": model.architecture_.to_dict(),
@@ -103,7 +173,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             started = time.perf_counter()
             gbm = run_lightgbm(task, X_train, y_train, X_val, y_val)
             results.append({
-                "dataset": name, "model": "lightgbm", "task": task, "n_train": len(X_train),
+                "dataset": name, "source": source, "model": "lightgbm", "task": task,
+                "n_train": len(X_train),
                 "fit_time_s": round(time.perf_counter() - started, 2),
                 **scores(task, gbm, X_test, y_test),
             })
@@ -116,7 +187,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         cells = [f"{r[k]:.4f}" if k in r else "" for k in ("accuracy", "roc_auc", "rmse")]
         print(f"| {r['dataset']} | {r['model']} | " + " | ".join(cells) + f" | {r['fit_time_s']} |")
     (out / "results.json").write_text(json.dumps(results, indent=2))
-    print(f"\nresults and plots written to {out}/")
+    print(f"\nresults and plots written to {out}/ (data: {source})")
     return results
 
 
@@ -126,9 +197,11 @@ def _save_plots(model, folder: Path) -> None:
     except ImportError:  # matplotlib missing
         return
     folder.mkdir(parents=True, exist_ok=True)
-    plotting.plot_architecture_weights(model, folder / "architecture_weights.png")
-    plotting.plot_selection_trace(model, folder / "selection_trace.png")
-    plotting.plot_learning_curves(model, folder / "learning_curves.png")
+    for plot in ("architecture_weights", "selection_trace", "learning_curves"):
+        try:
+            getattr(plotting, f"plot_{plot}")(model, folder / f"{plot}.png")
+        except ValueError as error:  # nothing to draw, e.g. a --time-limit cut the search short
+            print(f"(no {plot}.png: {error})")
 
 
 if __name__ == "__main__":

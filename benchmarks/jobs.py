@@ -3,7 +3,8 @@
 :func:`run_job` is what the runner hands to joblib. By default it runs the job in a fresh
 child process (``python -m benchmarks.jobs``) so that a per-job time limit is a hard kill,
 the peak memory is the job's own, and a crash of a native library cannot take the worker
-down. ``isolate=False`` runs it in the calling process instead.
+down; the child ends itself when its parent dies (a killed run leaves no job running).
+``isolate=False`` runs it in the calling process instead.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
@@ -30,6 +32,7 @@ from benchmarks.config import DatasetSpec, ModelSpec
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+PARENT_VARIABLE = "TABNAS_BENCH_PARENT"  # the pid of the worker that starts a job's process
 
 
 @dataclass(frozen=True)
@@ -241,6 +244,7 @@ def _run_in_child(job: Job) -> dict[str, Any]:
         job_file, result_file = Path(folder) / "job.json", Path(folder) / "result.json"
         job_file.write_text(json.dumps(job.to_dict()))
         env = {**os.environ, **{name: str(job.threads) for name in THREAD_VARIABLES}}
+        env[PARENT_VARIABLE] = str(os.getpid())
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
         process = subprocess.Popen(
             [sys.executable, "-m", "benchmarks.jobs", str(job_file), str(result_file)],
@@ -278,9 +282,32 @@ def _kill_group(process: subprocess.Popen) -> None:
         pass
 
 
+def exit_with_parent(parent: int, interval: float = 1.0) -> threading.Thread:
+    """Kill this process, and its process group when it leads one, once ``parent`` (the pid
+    of the process that started it) is no longer its parent, checking every ``interval`` s.
+
+    A job runs in a session of its own (so that a timeout kills its children too), which
+    also shields it from a kill of the runner's process group or a Ctrl-C: this watch
+    keeps a killed run from leaving its jobs training on, orphaned. The parent's pid comes
+    from the parent itself, so a parent that died before the watch began is noticed too.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        if os.getpgid(0) == os.getpid():
+            os.killpg(0, signal.SIGKILL)
+        os._exit(1)
+
+    thread = threading.Thread(target=watch, name="exit-with-parent", daemon=True)
+    thread.start()
+    return thread
+
+
 def _main(argv: list[str]) -> int:
     """``python -m benchmarks.jobs JOB_JSON RESULT_JSON``: run one job in this process."""
     job_file, result_file = argv
+    exit_with_parent(int(os.environ.get(PARENT_VARIABLE, os.getppid())))
     job = Job.from_dict(json.loads(Path(job_file).read_text()))
     row = execute(job)
     tmp = Path(result_file).with_suffix(".tmp")

@@ -12,11 +12,14 @@ Everything goes through ``openml``'s own cache: set its folder with ``cache_dir`
 ``openml_cache`` key of a config). A dataset that is in the cache is read from there
 without touching the network; one that is not is downloaded by ``openml``.
 ``server`` selects another OpenML server (e.g. :data:`TEST_SERVER`, whose cache layout is
-``org/openml/test/...``).
+``org/openml/test/...``). :func:`check_reachable` tells within seconds whether the server
+answers (``openml`` itself has no timeout, and retries).
 """
 
 from __future__ import annotations
 
+import threading
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +47,36 @@ def configure(cache_dir: str | Path | None = None, server: str | None = None) ->
         path = Path(cache_dir).expanduser()
         path.mkdir(parents=True, exist_ok=True)
         openml.config.set_root_cache_directory(str(path))
+
+
+def check_reachable(server: str | None = None, timeout: float = 5.0) -> None:
+    """Raise ``ConnectionError`` unless the OpenML ``server`` (default: ``openml``'s) answers
+    a one-row dataset listing within ``timeout`` seconds; ``ImportError`` without ``openml``.
+
+    The request runs in a daemon thread that is waited for at most ``timeout`` seconds, so an
+    offline machine gets its answer at once or after ``timeout`` (a hanging name lookup
+    included), never later.
+    """
+    import openml
+
+    url = f"{(server or openml.config.server).rstrip('/')}/data/list/limit/1"
+    failure: list[BaseException | None] = []
+
+    def request() -> None:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                response.read()
+            failure.append(None)
+        except (OSError, ValueError) as error:  # URLError, HTTPError, timeouts, bad URLs
+            failure.append(error)
+
+    thread = threading.Thread(target=request, name="openml-reachable", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if not failure:
+        raise ConnectionError(f"OpenML server {url}: no answer within {timeout:g} s")
+    if failure[0] is not None:
+        raise ConnectionError(f"OpenML server unreachable ({url}): {failure[0]}")
 
 
 def load_openml_dataset(

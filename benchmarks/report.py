@@ -242,8 +242,8 @@ def headline(summary: Summary) -> str:
         records = summary.wtl.get(model, {})
         if records:
             text += "; wins/ties/losses " + ", ".join(
-                f"vs {other} {w}/{t}/{l}"
-                for other, (w, t, l) in records.items()
+                f"vs {other} {w}/{t}/{losses}"
+                for other, (w, t, losses) in records.items()
                 if not is_tabnas(other)
             )
         if model in summary.fit_time_ratio:

@@ -180,13 +180,23 @@ def completed_keys(path: Path) -> set[tuple[str, str, int]]:
 
 
 def append_row(path: Path, row: dict[str, Any]) -> None:
-    """Append one JSON line atomically: one ``os.write`` on an O_APPEND file, then fsync."""
+    """Append one JSON line atomically: one ``os.write`` on an O_APPEND file, then fsync.
+
+    A file that does not end in a newline (a crash tore its last line) gets one first, in
+    the same write: the torn fragment stays a line of its own, which :func:`read_results`
+    skips, and the new row is never glued onto it.
+    """
     from benchmarks.jobs import _json_default
 
     data = (json.dumps(row, default=_json_default) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, data)
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            data = b"\n" + data
+        view = memoryview(data)
+        while view:  # one write; the loop only finishes a short write (a full disk)
+            view = view[os.write(fd, view) :]
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -264,7 +274,10 @@ def _progress(
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     """Run the benchmark; return the rows written by this run."""
     args = build_parser().parse_args(argv)
-    cfg = load_config(args.config, datasets_index=args.datasets_index)
+    # with --datasets, the chosen names (not the config's) are checked against the index
+    cfg = load_config(
+        args.config, datasets_index=args.datasets_index, check_local=not args.datasets
+    )
     cfg = select(
         cfg,
         datasets=args.datasets.split(",") if args.datasets else None,

@@ -387,6 +387,19 @@ def test_an_interrupted_fit_leaves_the_previous_model(fitted_mixed, mixed_frame,
     np.testing.assert_array_equal(fitted_mixed.predict_proba(X), before)
 
 
+def test_a_failed_fit_writes_no_fitted_attribute_and_a_refit_drops_stale_ones(mixed_frame):
+    X, y = mixed_frame
+    clf = TabNASClassifier(**FAST)
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        clf.fit(X, y[:-1])  # fails after the columns were read
+    assert [name for name in vars(clf) if name.endswith("_")] == []
+    clf.set_params(max_search_steps=4, max_epochs=1, ensemble_size=1)
+    clf.fit(X, y)
+    assert list(clf.feature_names_in_) == list(X.columns)
+    clf.fit(X[["num", "num2"]].to_numpy(), y)  # no names this time: none may survive
+    assert not hasattr(clf, "feature_names_in_") and clf.n_features_in_ == 2
+
+
 def test_predict_changes_nothing_and_threads_may_predict_at_once(fitted_mixed, mixed_frame):
     from concurrent.futures import ThreadPoolExecutor
 

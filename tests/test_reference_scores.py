@@ -7,6 +7,8 @@ from sklearn.model_selection import train_test_split
 
 from tabnas import TabNASClassifier, TabNASRegressor
 
+from .benchmarks.conftest import needs_shared_datasets
+
 pytestmark = pytest.mark.slow
 
 
@@ -26,12 +28,11 @@ def test_breast_cancer_fast_preset_reaches_095():
     assert min(scores) >= 0.93, scores
 
 
+@needs_shared_datasets
 def test_california_default_preset_within_10_percent_of_lightgbm():
     lgb = pytest.importorskip("lightgbm")
-    from benchmarks.datasets import default_index_path, load_local
+    from benchmarks.datasets import load_local
 
-    if not default_index_path().is_file():
-        pytest.skip(f"no shared datasets at {default_index_path()}")
     data = load_local("california_housing")
     y = data.y / 100_000
     X_rest, X_test, y_rest, y_test = train_test_split(data.X, y, test_size=0.2, random_state=0)

@@ -13,14 +13,21 @@ import torch
 from sklearn.base import BaseEstimator, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_array, check_consistent_length, check_is_fitted, validate_data
+from sklearn.utils.validation import (
+    check_array,
+    check_consistent_length,
+    check_is_fitted,
+    validate_data,
+)
 
 from tabnas.devices import DeviceConfig, cpu_threads, hardware_settings, resolve_device, seeded
 from tabnas.estimators._presets import BAG_MAX_ROWS, PRESETS, auto_batch_size
 from tabnas.nas.selection import SELECTOR_REGISTRY, Selector
+from tabnas.nas.selection.base import Criterion
 from tabnas.nas.space import Architecture, SearchSpace
 from tabnas.nas.strategies import STRATEGY_REGISTRY, SearchStrategy
 from tabnas.preprocessing import TabularPreprocessor, holdout_split
+from tabnas.preprocessing._tabular import dates_message
 from tabnas.training.data import TensorData
 from tabnas.training.loop import Budget, Task, predict
 from tabnas.training.pipeline import FitPlan, search_select_retrain
@@ -112,7 +119,7 @@ class BaseTabNAS(BaseEstimator, ABC):
     def _stratify(self, y_encoded: np.ndarray) -> np.ndarray | None: ...
 
     @abstractmethod
-    def _selection_criterion(self) -> str: ...
+    def _selection_criterion(self) -> Criterion: ...
 
     # ---- fit -------------------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=True)
@@ -148,14 +155,17 @@ class BaseTabNAS(BaseEstimator, ABC):
                     f"{name}={getattr(self, name)!r} is a bool, where a number is meant;"
                     f" pass a number (e.g. {name}={_NUMBER_EXAMPLES.get(name, 10)}) or None"
                 )
-        before = dict(self.__dict__)
-        try:
-            self._fit(X, y, X_val, y_val)
-        except BaseException:
-            # A failed fit leaves the estimator exactly as it was.
-            self.__dict__.clear()
-            self.__dict__.update(before)
-            raise
+        # Validation and training write to a copy that shares the parameters (a
+        # RandomState among them); its fitted attributes replace ours only once all went
+        # well, so a failed or interrupted fit leaves the estimator exactly as it was.
+        staged = copy.copy(self)
+        for name in _fitted_attributes(staged):
+            delattr(staged, name)
+        staged._fit(X, y, X_val, y_val)
+        for name in _fitted_attributes(self):
+            delattr(self, name)
+        for name in _fitted_attributes(staged):
+            setattr(self, name, getattr(staged, name))
         return self
 
     def _fit(self, X, y, X_val, y_val) -> None:
@@ -328,6 +338,8 @@ class BaseTabNAS(BaseEstimator, ABC):
             ]
         else:
             array = validate_data(self, X, reset=reset, dtype=None, ensure_all_finite=False)
+            if array.dtype.kind in "mM":  # as objects they would become plain integers
+                raise ValueError(dates_message("0", array.dtype))
             if array.dtype.kind not in "fiubO":
                 array = array.astype(object)
             frame = pd.DataFrame(array)
@@ -391,11 +403,43 @@ class BaseTabNAS(BaseEstimator, ABC):
         except ValueError:
             return resolve_device("cpu")
 
+    # ---- saving and loading without pickle -------------------------------------------
+    def save(self, path):
+        """Write this fitted estimator to the file ``path`` and return its ``Path``.
+
+        The file is a zip of ``weights.pt`` (the networks' tensors, read back with
+        ``torch.load(..., weights_only=True)``) and ``model.json`` (everything else);
+        :func:`tabnas.load` reads it without unpickling anything, so it is safe to share,
+        unlike a pickle. See :mod:`tabnas.estimators._persistence` for what is kept.
+        """
+        from tabnas.estimators._persistence import save
+
+        return save(self, path)
+
+    @classmethod
+    def load(cls, path):
+        """The estimator :meth:`save` wrote to ``path``; a ``TypeError`` when the file holds
+        another estimator class (:func:`tabnas.load` takes either)."""
+        from tabnas.estimators._persistence import load
+
+        estimator = load(path)
+        if not isinstance(estimator, cls):
+            raise TypeError(
+                f"{str(path)!r} holds a {type(estimator).__name__}, not a {cls.__name__};"
+                " tabnas.load(path) loads either"
+            )
+        return estimator
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = True
         tags.input_tags.categorical = True
         return tags
+
+
+def _fitted_attributes(estimator: BaseEstimator) -> list[str]:
+    """What ``fit`` sets: the names ending in ``_`` (``classes_``, ``_categorical_columns_``)."""
+    return [name for name in vars(estimator) if name.endswith("_") and not name.endswith("__")]
 
 
 def check_finite_labels(y: np.ndarray) -> None:
@@ -408,6 +452,30 @@ def check_finite_labels(y: np.ndarray) -> None:
         raise ValueError(
             f"y contains {int(pd.isna(y).sum())} missing label(s) (None/NaN); drop those rows"
             " or give them a label"
+        )
+
+
+def _label_kind(label: object) -> str:
+    if isinstance(label, str):
+        return "str"
+    if isinstance(label, (bool, np.bool_)):
+        return "bool"
+    return "number" if isinstance(label, Real) else type(label).__name__
+
+
+def check_one_label_type(y: np.ndarray) -> None:
+    """Refuse labels of several types (``[1, "a"]`` in an object array), which cannot be
+    ordered into ``classes_``, with the fix."""
+    if y.dtype.kind != "O":
+        return
+    kinds: dict[str, object] = {}
+    for label in y:
+        kinds.setdefault(_label_kind(label), label)
+    if len(kinds) > 1:
+        examples = ", ".join(f"{label!r} ({kind})" for kind, label in sorted(kinds.items()))
+        raise ValueError(
+            f"y mixes label types: {examples}; give all labels one type, e.g."
+            " y.astype(str) or pd.to_numeric(y)"
         )
 
 

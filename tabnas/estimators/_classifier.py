@@ -7,7 +7,13 @@ import torch
 from sklearn.base import ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 
-from tabnas.estimators._base import BaseTabNAS, as_target, check_finite_labels
+from tabnas.estimators._base import (
+    BaseTabNAS,
+    as_target,
+    check_finite_labels,
+    check_one_label_type,
+)
+from tabnas.nas.selection.base import Criterion
 from tabnas.training.loop import Task
 
 
@@ -108,6 +114,7 @@ class TabNASClassifier(ClassifierMixin, BaseTabNAS):
     def _encode_target(self, y, *, fitting: bool) -> np.ndarray:
         y = as_target(y)
         check_finite_labels(y)
+        check_one_label_type(y)
         check_classification_targets(y)
         if fitting:
             classes = np.unique(y)
@@ -130,7 +137,7 @@ class TabNASClassifier(ClassifierMixin, BaseTabNAS):
     def _stratify(self, y_encoded: np.ndarray) -> np.ndarray:
         return y_encoded
 
-    def _selection_criterion(self) -> str:
+    def _selection_criterion(self) -> Criterion:
         return "accuracy"
 
     def predict_proba(self, X) -> np.ndarray:

@@ -7,8 +7,8 @@ from sklearn.base import RegressorMixin
 from sklearn.utils.validation import check_array
 
 from tabnas.estimators._base import BaseTabNAS, as_target
+from tabnas.nas.selection.base import Criterion
 from tabnas.training.loop import Task
-
 
 MAX_TARGET_SCALE = 1e250
 """Beyond this, ``prediction * std + mean`` can overflow float64."""
@@ -55,7 +55,7 @@ class TabNASRegressor(RegressorMixin, BaseTabNAS):
     def _stratify(self, y_encoded: np.ndarray) -> None:
         return None
 
-    def _selection_criterion(self) -> str:
+    def _selection_criterion(self) -> Criterion:
         return "loss"
 
     def predict(self, X) -> np.ndarray:

@@ -16,7 +16,7 @@ Adding an embedding is one :func:`register_num_embedding` call plus its test.
 from __future__ import annotations
 
 import warnings
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from rtdl_num_embeddings import (

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, cast
 
 import tabm
 import torch
@@ -132,7 +133,7 @@ class TokenNetwork(nn.Module):
         )
         self.readout = Readout(d_token=d_token, d_out=d_out)
 
-    def body(self, tokens: Tensor, **kwargs) -> Tensor:
+    def body(self, tokens: Tensor, *args: Any, **kwargs: Any) -> Tensor:
         raise NotImplementedError
 
     def forward(self, x_num: Tensor, x_cat: Tensor, **body_kwargs) -> Tensor:
@@ -192,7 +193,7 @@ class DiscreteNetwork(TokenNetwork):
                 source_state = states.get(source)  # absent when all its inputs are 'none'
                 if source_state is None:
                     source_state = torch.zeros_like(tokens)
-                out = modules[key](source_state)
+                out = cast(nn.ModuleDict, modules)[key](source_state)
                 states[target] = out if target not in states else states[target] + out
             tokens = states.get(len(cell), torch.zeros_like(tokens))
         return tokens

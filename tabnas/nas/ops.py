@@ -11,8 +11,8 @@ Adding an operation is one :func:`register_op` call plus its test.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from rtdl_revisiting_models import MultiheadAttention

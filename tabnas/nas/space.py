@@ -13,8 +13,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from tabnas.nas.embeddings import check_num_embedding
 from tabnas.nas.ops import NONE_OP, OP_REGISTRY, OpSettings, op_parameters
@@ -366,6 +367,7 @@ class Architecture:
     def __str__(self) -> str:
         if self.backbone == "tabm":
             m = self.mlp
+            assert m is not None  # __post_init__: a tabm Architecture has mlp settings
             return (
                 f"Architecture: TabM ({m.arch_type}, k={m.k}, {m.n_blocks} x {m.d_block},"
                 f" dropout={m.dropout}), {self.num_embedding} embeddings (d={m.d_embedding})"

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -43,6 +44,9 @@ class SuperNetwork(TokenNetwork):
     the weights. Selection fixes edges through :meth:`fix_edge` / :meth:`remove_edge`; a
     fixed edge uses its one-hot choice whatever the weights passed in.
     """
+
+    fixed: Tensor  # buffers, registered in __init__
+    kept: Tensor
 
     def __init__(
         self,
@@ -173,7 +177,7 @@ class SuperNetwork(TokenNetwork):
                 for e, (source, edge_target) in enumerate(self.space.edges):
                     if edge_target != target or not any(active[c][e]):
                         continue
-                    out = cell[e](states[source], weights[c, e], active[c][e])
+                    out = cast(nn.ModuleList, cell)[e](states[source], weights[c, e], active[c][e])
                     node = out if node is None else node + out
                 states.append(torch.zeros_like(tokens) if node is None else node)
             tokens = states[-1]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
@@ -43,7 +44,8 @@ def op_colors(ops: Sequence[str]) -> dict[str, Any]:
     from matplotlib import colormaps
 
     palette = colormaps["tab10"]
-    colors, k = {}, 0
+    colors: dict[str, Any] = {}
+    k = 0
     for op in ops:
         if op == NONE_OP:
             colors[op] = "0.55"

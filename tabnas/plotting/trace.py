@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from tabnas.nas.selection.trace import Fallback, InputDecision, OpDecision
 from tabnas.nas.space import edge_name, node_name
@@ -14,7 +15,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
-def _criterion_label(rows: list[OpDecision] | list[InputDecision]) -> str:
+def _criterion_label(rows: Sequence[OpDecision | InputDecision]) -> str:
     criteria = {row.criterion for row in rows}
     if criteria == {"accuracy"}:
         return "accuracy lost when removed"
@@ -137,7 +138,7 @@ def _draw_op_decisions(
         title="Edge decisions, in order: damage of removing each op",
         y_margin=0.15,
     )
-    handles = [Patch(color=color(colors, op), label=op) for op in candidates]
+    handles: list[Patch | Line2D] = [Patch(color=color(colors, op), label=op) for op in candidates]
     handles.append(
         Line2D([], [], marker="*", color="black", ls="none", markersize=10, label="kept (most damage)")
     )
@@ -187,7 +188,12 @@ def _draw_input_decisions(fig: Figure, ax: Axes, rows: list[InputDecision]) -> N
 
 
 def _finish_decision_axes(
-    ax: Axes, rows: list[OpDecision] | list[InputDecision], what: list[str], *, title: str, y_margin: float
+    ax: Axes,
+    rows: Sequence[OpDecision | InputDecision],
+    what: list[str],
+    *,
+    title: str,
+    y_margin: float,
 ) -> None:
     """Zero line, one tick per decision ("<step>. cell <c>" over ``what``), grid, labels."""
     ax.axhline(0.0, color="black", lw=0.8, zorder=1)

@@ -10,7 +10,9 @@ for missing values and for categories never seen in training.
 from __future__ import annotations
 
 import datetime
-from typing import Any, Sequence
+import warnings
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,7 +34,7 @@ def to_float_column(values: Any, name: str) -> np.ndarray:
     if array.dtype.kind == "c":
         raise ValueError("Complex data not supported")
     if array.dtype.kind in "mM":
-        raise ValueError(_dates_message(name, array.dtype))
+        raise ValueError(dates_message(name, array.dtype))
     array = array.astype(object)
     array[pd.isna(array)] = np.nan
     try:
@@ -40,7 +42,7 @@ def to_float_column(values: Any, name: str) -> np.ndarray:
     except (TypeError, ValueError) as error:
         bad = next(v for v in array if not _is_number(v))
         if isinstance(bad, DATE_TYPES):  # Python / pandas datetimes, tz-aware ones included
-            raise ValueError(_dates_message(name, type(bad).__name__)) from None
+            raise ValueError(dates_message(name, type(bad).__name__)) from None
         if isinstance(error, TypeError):  # objects that are no numbers: scikit-learn's TypeError
             raise
         raise ValueError(
@@ -53,7 +55,7 @@ def to_float_column(values: Any, name: str) -> np.ndarray:
 DATE_TYPES = (datetime.date, datetime.time, datetime.timedelta, np.datetime64, np.timedelta64)
 
 
-def _dates_message(name: str, kind: Any) -> str:
+def dates_message(name: str, kind: Any) -> str:
     return (
         f"column {name} holds dates or durations ({kind}); tabnas takes numbers and"
         " categories: convert it first, e.g. to seconds with"
@@ -116,13 +118,16 @@ class TabularPreprocessor:
         numeric = self._numeric(frame)
         missing = np.isnan(numeric)
         self.indicator_columns_ = [j for j in range(numeric.shape[1]) if missing[:, j].any()]
-        with np.errstate(all="ignore"):
-            means = np.nanmean(np.where(missing, np.nan, numeric), axis=0) if numeric.size else np.zeros(0)
-        self.means_ = np.nan_to_num(means, nan=0.0)
-        numeric = np.where(missing, self.means_, numeric)
+        # A column of NaN only has no mean (imputed with 0); values near the float64 limit
+        # overflow the moments (the mean becomes the largest float, the noise 0).
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            means = np.nanmean(numeric, axis=0) if numeric.size else np.zeros(0)
+            self.means_ = np.nan_to_num(means, nan=0.0)
+            numeric = np.where(missing, self.means_, numeric)
+            stds = np.std(numeric, axis=0, keepdims=True)
         self.quantile_ = None
         if numeric.shape[1]:
-            stds = np.std(numeric, axis=0, keepdims=True)
             noise_std = NOISE / np.maximum(stds, NOISE)
             rng = np.random.default_rng(self.random_state)
             noisy = numeric + noise_std * rng.standard_normal(numeric.shape)
@@ -135,6 +140,10 @@ class TabularPreprocessor:
         self.categories_ = [
             pd.Index(self._categorical(frame, j, _category_values)) for j in self.categorical
         ]
+        for j, categories in zip(self.categorical, self.categories_):
+            dates = [value for value in categories if isinstance(value, DATE_TYPES)]
+            if dates:  # a category per date would mean nothing for new dates
+                raise ValueError(dates_message(self._name(frame, j), type(dates[0]).__name__))
         return self
 
     @property
@@ -155,7 +164,9 @@ class TabularPreprocessor:
         x_num = np.concatenate([numeric, indicators], axis=1).astype(np.float32)
         x_cat = np.zeros((frame.shape[0], len(self.categorical)), dtype=np.int64)
         for i, (j, categories) in enumerate(zip(self.categorical, self.categories_)):
-            codes = self._categorical(frame, j, lambda v: categories.get_indexer(v.astype(object)))
+            codes = self._categorical(
+                frame, j, lambda v, cats=categories: cats.get_indexer(v.astype(object))
+            )
             x_cat[:, i] = codes + 1  # unknown and missing (-1) -> 0
         return x_num, x_cat
 

@@ -41,7 +41,7 @@ class EarlyStopping(Callback):
 class ProgressBar(Callback):
     """Shows a tqdm bar with the latest validation figures."""
 
-    def __init__(self, total: int, description: str):
+    def __init__(self, total: int | None, description: str):
         from tqdm.auto import tqdm
 
         self.bar = tqdm(total=total, desc=description, leave=False)

@@ -9,14 +9,18 @@ row is a large step of accuracy, and the loss ranks ensembles that accuracy ties
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tabnas.training.loop import Task
+
+if TYPE_CHECKING:
+    from tabnas.nas.space import Architecture
 
 
 def _as_mean(task: Task, output: Tensor) -> Tensor:
@@ -34,7 +38,9 @@ def _loss_of_mean(task: Task, mean: Tensor, y: Tensor) -> float:
 def average(outputs: Sequence[Tensor], weights: Sequence[float], task: Task) -> Tensor:
     """The weighted average of raw outputs as one ``(batch, d_out)`` output: the log of the
     averaged probabilities (so a softmax gives them back), or the averaged values."""
-    mean = sum(w * _as_mean(task, output) for w, output in zip(weights, outputs) if w > 0)
+    mean = cast(
+        Tensor, sum(w * _as_mean(task, output) for w, output in zip(weights, outputs) if w > 0)
+    )
     if task.kind == "classification":
         return mean.clamp_min(1e-12).log()
     return mean.unsqueeze(-1)
@@ -88,6 +94,8 @@ class EnsembleModel(nn.Module):
     probabilities for classification (so a softmax gives them back), averaged values for
     regression. Members of weight zero are not kept.
     """
+
+    architecture: Architecture  # set only on a bagged candidate's ensemble of its folds
 
     def __init__(self, members: Sequence[nn.Module], weights: Sequence[float], *, task: Task):
         super().__init__()

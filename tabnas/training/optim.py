@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import nn
@@ -28,7 +28,8 @@ def make_parameter_groups(
                 or module_name.startswith("tokenizer")
             ):
                 no_decay.add(id(param))
-    decay, plain = [], []
+    decay: list[nn.Parameter] = []
+    plain: list[nn.Parameter] = []
     for param in model.parameters():
         if id(param) in excluded or not param.requires_grad:
             continue

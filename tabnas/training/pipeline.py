@@ -10,8 +10,9 @@ fitted estimator keeps.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -20,6 +21,7 @@ from tabnas.devices import DeviceConfig
 from tabnas.nas.embeddings import NEEDS_BINS, quantile_bins
 from tabnas.nas.network import DataShapes, build_network
 from tabnas.nas.selection import Decision, SelectionContext, Selector, argmax_select, make_selector
+from tabnas.nas.selection.base import Criterion
 from tabnas.nas.space import Architecture, SearchSpace
 from tabnas.nas.strategies import SearchStrategy, make_strategy
 from tabnas.nas.supernet import SuperNetwork
@@ -54,7 +56,7 @@ class FitPlan:
     search: SearchConfig
     strategy: str | SearchStrategy
     selection: str | Selector
-    selection_criterion: str
+    selection_criterion: Criterion
     max_epochs: int
     patience: int
     architecture: Architecture | None = None
@@ -162,7 +164,7 @@ def search(
     generator: torch.Generator,
     history: History,
     budget: Budget,
-    callbacks: list[Callback] = (),
+    callbacks: Sequence[Callback] = (),
 ) -> SearchOutcome:
     """Train the supernet until the architecture-half loss stops improving."""
     supernet = SuperNetwork(space=plan.space, **shapes.kwargs()).to(device.device)
@@ -185,7 +187,7 @@ def search(
 
 def select(
     plan: FitPlan, outcome: SearchOutcome, *, seed: int, budget: Budget,
-    callbacks: list[Callback] = (),
+    callbacks: Sequence[Callback] = (),
 ) -> tuple[Architecture, list[Decision]]:
     """Turn the trained supernet into an :class:`Architecture` with the plan's selector."""
     selector = make_selector(plan.selection)
@@ -215,7 +217,7 @@ def retrain(
     until: float = 1.0,
     candidate: int = 0,
     fold: int = 0,
-    callbacks: list[Callback] = (),
+    callbacks: Sequence[Callback] = (),
 ) -> tuple[nn.Module, FitResult]:
     """Train ``architecture`` from scratch, early-stopped on val, best weights restored,
     within ``until`` of the time limit."""
@@ -236,7 +238,7 @@ def train_candidate(
     plan: FitPlan,
     architecture: Architecture,
     *,
-    folds: list[tuple[TensorData, TensorData, Tensor | None]],
+    folds: Sequence[tuple[TensorData, TensorData, Tensor | None]],
     held_out_y: Tensor,
     shapes: DataShapes,
     task: Task,
@@ -246,7 +248,7 @@ def train_candidate(
     budget: Budget,
     shares: list[float],
     candidate: int,
-    callbacks: list[Callback] = (),
+    callbacks: Sequence[Callback] = (),
 ) -> Member:
     """Retrain ``architecture`` once per ``(train, val, val_rows)`` fold, fold ``f`` within
     ``shares[f]`` of the time limit; ``val_rows`` place each fold's held-out outputs among
@@ -270,6 +272,7 @@ def train_candidate(
     else:
         model = EnsembleModel(models, [1.0] * len(models), task=task)
         model.architecture = architecture  # what the final ensemble's repr shows
+    assert held_out is not None  # set by the first fold; an empty ``folds`` raised above
     return Member(
         architecture, model, results, held_out=held_out, val_metrics=task.metrics(held_out, held_out_y)
     )
@@ -346,6 +349,7 @@ def search_select_retrain(
     timings.setdefault("selection_s", 0.0)
 
     mark = budget.elapsed()
+    folds: list[tuple[TensorData, TensorData, Tensor | None]]  # val_rows: None, one split
     if plan.bag_folds:
         pool = _concat(train, val_data)
         fold_of = fold_assignment(

@@ -18,7 +18,13 @@ from tabnas.training.callbacks import Callback, EpochState
 from tabnas.training.data import Cycle, TensorData
 from tabnas.training.history import History
 from tabnas.training.loop import (
-    MAX_RECOVERIES, SCORE_CHUNK_ROWS, Deadline, Task, halve_batch, recover, score_supernet,
+    MAX_RECOVERIES,
+    SCORE_CHUNK_ROWS,
+    Deadline,
+    Task,
+    halve_batch,
+    recover,
+    score_supernet,
 )
 from tabnas.training.optim import make_weight_optimizer
 

@@ -1,4 +1,5 @@
-"""Shared helpers of the benchmark-harness tests: a tiny dataset index in tmp_path."""
+"""Shared helpers of the benchmark-harness tests: small dataset indexes in tmp_path, and the
+marker of the tests that need the shared datasets."""
 
 from __future__ import annotations
 
@@ -8,6 +9,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
+from benchmarks.datasets import default_index_path
+
+SHARED_INDEX = default_index_path()
+needs_shared_datasets = pytest.mark.skipif(
+    not SHARED_INDEX.is_file(),
+    reason="needs the shared datasets folder (../shared/datasets or $TABNAS_DATASETS):"
+    f" no {SHARED_INDEX}",
+)
 
 
 def write_index(folder: Path, entries: list[dict]) -> Path:
@@ -29,6 +39,23 @@ def tiny_frame(n: int, seed: int, *, classes=("a", "b")) -> pd.DataFrame:
             "y_reg": np.round(3 * x + rng.normal(size=n), 3),
         }
     )
+
+
+def sklearn_index(folder: Path, tables: dict[str, str]) -> Path:
+    """An index of scikit-learn's bundled tables as CSV: ``{name: "breast_cancer" (binclass)
+    or "diabetes" (regression)}``."""
+    from sklearn import datasets
+
+    tasks = {"breast_cancer": "binclass", "diabetes": "regression"}
+    entries = []
+    for name, table in tables.items():
+        getattr(datasets, f"load_{table}")(as_frame=True).frame.to_csv(
+            folder / f"{name}.csv", index=False
+        )
+        entries.append(
+            {"name": name, "file": f"{name}.csv", "target": "target", "task": tasks[table]}
+        )
+    return write_index(folder, entries)
 
 
 @pytest.fixture

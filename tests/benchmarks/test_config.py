@@ -9,6 +9,8 @@ import pytest
 from benchmarks import run
 from benchmarks.config import available_configs, load_config, parse_config, select
 
+from .conftest import needs_shared_datasets
+
 
 def _parse(text: str, tmp_path: Path, index: Path | None = None):
     import tomllib
@@ -23,11 +25,8 @@ def test_shipped_configs_validate():
         assert cfg.models and cfg.datasets
 
 
-def test_standard_config_covers_the_brief(tiny_index):
-    from benchmarks.datasets import default_index_path
-
-    if not default_index_path().is_file():  # its dataset names are checked against the index
-        pytest.skip(f"no shared datasets at {default_index_path()}")
+@needs_shared_datasets  # its dataset names are checked against the index
+def test_standard_config_covers_the_brief():
     cfg = load_config("standard")
     assert len(cfg.datasets) >= 10 and cfg.max_train_rows == 10_000 and len(cfg.seeds) == 3
     tabnas = next(m for m in cfg.models if m.name == "tabnas")

@@ -19,7 +19,8 @@ CACHE = default_index_path().parent / "openml-cache"
 
 pytestmark = pytest.mark.skipif(
     not (CACHE / "org" / "openml" / "test").is_dir(),
-    reason=f"the OpenML test-server cache folder {CACHE} is absent",
+    reason="needs the shared datasets folder with its OpenML cache (../shared/datasets or"
+    f" $TABNAS_DATASETS): no {CACHE / 'org' / 'openml' / 'test'}",
 )
 
 

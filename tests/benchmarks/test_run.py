@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+
+import numpy as np
+import pytest
 
 from benchmarks import run
 
-from .conftest import write_index
+from .conftest import sklearn_index, write_index
 
 
 def _config(tmp_path, index, datasets='["tiny_clf", "tiny_reg"]', extra=""):
@@ -97,3 +101,52 @@ def test_append_row_writes_whole_lines(tmp_path):
     with path.open("a") as f:
         f.write('{"torn": ')  # a crash mid-line is skipped on reading
     assert run.completed_keys(path) == {("d", "m", 0), ("d", "m", 1), ("d", "m", 2)}
+
+
+def test_append_row_is_one_write_of_the_whole_line_then_fsync(tmp_path, monkeypatch):
+    calls = []
+    write, fsync = os.write, os.fsync
+    monkeypatch.setattr(os, "write", lambda fd, data: calls.append(bytes(data)) or write(fd, data))
+    monkeypatch.setattr(os, "fsync", lambda fd: calls.append("fsync") or fsync(fd))
+    path = tmp_path / "r.jsonl"
+    row = {"dataset": "d", "model": "m", "seed": 0, "status": "ok", "score": np.float32(0.5)}
+    run.append_row(path, row)
+    assert calls == [(json.dumps({**row, "score": 0.5}) + "\n").encode(), "fsync"]
+
+
+def test_a_row_appended_after_a_torn_line_is_not_glued_to_it(tmp_path):
+    path = tmp_path / "r.jsonl"
+    run.append_row(path, {"dataset": "d", "model": "m", "seed": 0, "status": "ok"})
+    with path.open("a") as f:
+        f.write('{"dataset": "d", "model": "m", "seed": 1, "sta')  # killed mid-write
+    run.append_row(path, {"dataset": "d", "model": "m", "seed": 1, "status": "ok"})
+    run.append_row(path, {"dataset": "d", "model": "m", "seed": 2, "status": "ok"})
+    lines = path.read_text().splitlines()
+    assert len(lines) == 4 and lines[1].endswith('"sta') and path.read_text().endswith("}\n")
+    assert [r["seed"] for r in run.read_results(path)] == [0, 1, 2]
+    assert run.completed_keys(path) == {("d", "m", 0), ("d", "m", 1), ("d", "m", 2)}
+
+
+def test_a_configs_protocol_on_the_users_own_index(tmp_path):
+    index = sklearn_index(tmp_path, {"mine": "breast_cancer"})
+    out = tmp_path / "out"
+    own = ["standard", "--out", str(out), "--datasets-index", str(index)]
+    cheap = ["--models", "lightgbm", "--seeds", "1", "--threads", "1"]
+    rows = run.main([*own, "--datasets", "mine", *cheap, "--in-process", "--backend", "sequential"])
+    assert [(r["dataset"], r["model"], r["seed"], r["status"]) for r in rows] == [
+        ("mine", "lightgbm", 0, "ok")
+    ]
+    assert rows[0]["task"] == "binclass" and rows[0]["accuracy"] > 0.85
+    assert rows[0]["config"] == "standard" and rows[0]["max_train_rows"] == 10_000
+    assert run.read_results(out / "results.jsonl") == rows
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["datasets_index"] == str(index) and saved["datasets"][0]["name"] == "mine"
+
+    with pytest.raises(ValueError, match=r"unknown dataset\(s\) \['nope'\]") as error:
+        run.main([*own, "--datasets", "mine,nope", *cheap, "--dry-run"])
+    message = str(error.value)
+    assert f"datasets in the index {index}: ['mine']" in message
+    assert "breast_w" not in message  # the config's own datasets are not the choices
+    # without --datasets, the config's datasets are checked against the given index
+    with pytest.raises(ValueError, match=r"unknown dataset\(s\) \['breast_w'.*\['mine'\]"):
+        run.main([*own, "--dry-run"])

@@ -8,8 +8,11 @@ import pytest
 
 from benchmarks import report, run
 
+from .conftest import needs_shared_datasets
+
 
 @pytest.mark.slow
+@needs_shared_datasets
 def test_smoke_config_end_to_end(tmp_path):
     rows = run.main(["smoke", "--out", str(tmp_path)])
     assert len(rows) == 21 and {r["status"] for r in rows} == {"ok"}, [

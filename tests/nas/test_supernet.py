@@ -103,7 +103,7 @@ def test_to_architecture_requires_every_edge_decided():
 
 def test_ops_with_zero_weight_are_not_run():
     net = make()
-    calls = {name: 0 for name in net.space.ops}
+    calls = dict.fromkeys(net.space.ops, 0)
     for cell in net.cells:
         for mixed in cell:
             for name, op in mixed.ops.items():

@@ -3,14 +3,13 @@
 import pytest
 import torch
 
-from tabnas.nas.space import Architecture, MLPSettings
+from tabnas.devices import resolve_device
+from tabnas.nas.space import Architecture, MLPSettings, SearchSpace
 from tabnas.training.data import TensorData, fold_assignment
 from tabnas.training.ensemble import EnsembleModel
 from tabnas.training.loop import Budget, Task, predict
 from tabnas.training.pipeline import FitPlan, search_select_retrain
 from tabnas.training.search import SearchConfig
-from tabnas.devices import resolve_device
-from tabnas.nas.space import SearchSpace
 
 
 def test_folds_partition_the_rows_evenly_and_keep_class_proportions():

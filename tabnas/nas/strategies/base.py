@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import copy
-from typing import Callable, ClassVar, Protocol
+from collections.abc import Callable
+from typing import ClassVar, Protocol, cast
 
 import torch
 from torch import Tensor
@@ -57,7 +58,7 @@ class SearchStrategy:
         if not lr > 0:
             raise ValueError(f"lr must be positive, got lr={lr!r}")
         self.lr = lr
-        self.betas = tuple(betas)
+        self.betas = cast(tuple[float, float], tuple(betas))
         self.weight_decay = weight_decay
         self.supernet: SuperNetwork | None = None
         self.optimizer: torch.optim.Optimizer | None = None
@@ -78,9 +79,15 @@ class SearchStrategy:
         )
         return self
 
+    def _bound(self) -> tuple[SuperNetwork, torch.optim.Optimizer]:
+        """The supernet and optimizer of :meth:`bind`."""
+        if self.supernet is None or self.optimizer is None:
+            raise RuntimeError(f"{type(self).__name__} is not bound; call bind(supernet) first")
+        return self.supernet, self.optimizer
+
     def mixing_weights(self) -> Tensor:
         """The weights of the next forward pass; the DARTS rule is softmax(alpha)."""
-        return torch.softmax(self.supernet.alpha, dim=-1)
+        return torch.softmax(self._bound()[0].alpha, dim=-1)
 
     def step_started(self, step: int, max_steps: int) -> None:
         """Hook for schedules (temperatures, perturbation radii) before each weight step of
@@ -96,16 +103,17 @@ class SearchStrategy:
         The default is DARTS's first-order step: the gradient of the loss on the
         architecture batch at the current weights.
         """
-        alpha = self.supernet.alpha
+        alpha = self._bound()[0].alpha
         val_loss = loss(val_batch, self.mixing_weights())
         (grad,) = torch.autograd.grad(val_loss, [alpha])
         self._apply(grad)
         return {"arch_loss": val_loss.detach()}
 
     def _apply(self, grad: Tensor) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
-        self.supernet.alpha.grad = grad
-        self.optimizer.step()
+        supernet, optimizer = self._bound()
+        optimizer.zero_grad(set_to_none=True)
+        supernet.alpha.grad = grad
+        optimizer.step()
 
 
 def make_strategy(strategy: str | SearchStrategy) -> SearchStrategy:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import Tensor
 
@@ -57,7 +59,8 @@ class SecondOrderDARTS(SearchStrategy):
         self, loss: BatchLoss, train_batch, val_batch, *, virtual_step: VirtualStep
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """The architecture gradient and what it measured (losses, size of the correction)."""
-        supernet, alpha = self.supernet, self.supernet.alpha
+        supernet, _ = self._bound()
+        alpha = supernet.alpha
         named = [(n, p) for n, p in supernet.named_parameters() if n != "alpha" and p.requires_grad]
         names = [n for n, _ in named]
         weights = [p for _, p in named]
@@ -74,10 +77,10 @@ class SecondOrderDARTS(SearchStrategy):
         val_loss = loss(val_batch, self.mixing_weights(), dict(zip(names, virtual)))
         grads = torch.autograd.grad(val_loss, [alpha, *virtual], allow_unused=True)
         d_alpha = _or_zero(grads[0], alpha)
-        product = sum(
+        product = cast(Tensor, sum(
             (g * (xi[n] * _or_zero(d, v)).detach()).sum()
             for n, g, d, v in zip(names, train_grads, grads[1:], virtual)
-        )
+        ))
         (hessian_vector,) = torch.autograd.grad(product, [alpha], allow_unused=True)
         hessian_vector = _or_zero(hessian_vector, alpha)
         first = d_alpha.norm().detach()
