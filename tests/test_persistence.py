@@ -5,8 +5,11 @@ import copy
 import dataclasses
 import io
 import json
+import os
 import pickle
 import pickletools
+import subprocess
+import sys
 import zipfile
 
 import numpy as np
@@ -171,16 +174,40 @@ def regressor(regression_data):
     return TabNASRegressor(**TINY, space=space, bag_folds=2).fit(X, y)
 
 
-def test_gpu_fitted_model_predicts_on_cpu_after_unpickling(regressor, regression_data):
+def test_a_model_whose_fit_device_is_gone_predicts_on_the_cpu(regressor, regression_data):
     X, _ = regression_data
     reg = copy.copy(regressor)
     expected = reg.predict(X)
-    # What a CUDA fit leaves behind: the device it ran on. The network itself is always
-    # stored on the CPU, so nothing in the pickle refers to CUDA memory.
-    reg.device_ = "cuda:0"
-    assert all(p.device.type == "cpu" for p in reg.model_.parameters())
+    reg.device_ = "cuda:7"  # a device this machine does not have
+    assert all(p.device.type == "cpu" for p in reg.model_.parameters())  # stored on the CPU
     restored = pickle.loads(pickle.dumps(reg))
     assert np.array_equal(restored.predict(X), expected)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_model_fitted_on_cuda_predicts_the_same_on_a_cpu_only_machine(
+    regression_data, tmp_path
+):
+    X, y = regression_data
+    reg = TabNASRegressor(**{**FAST, "device": "cuda", "max_epochs": 3}).fit(X, y)
+    assert reg.device_.startswith("cuda")
+    on_gpu = reg.predict(X)
+    (tmp_path / "model.pkl").write_bytes(pickle.dumps(reg))
+    np.save(tmp_path / "X.npy", X)
+    files = [str(tmp_path / name) for name in ("model.pkl", "X.npy", "p.npy")]
+    script = (
+        "import pickle, sys, numpy as np, torch\n"
+        "assert not torch.cuda.is_available()\n"
+        "reg = pickle.loads(open(sys.argv[1], 'rb').read())\n"
+        "np.save(sys.argv[3], reg.predict(np.load(sys.argv[2])))\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", script, *files],
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""}, check=True,
+    )
+    on_cpu = np.load(tmp_path / "p.npy")
+    # fp32 on both sides (no autocast at predict): agreement to fp32 rounding
+    np.testing.assert_allclose(on_cpu, on_gpu, rtol=1e-4, atol=1e-5 * np.std(y))
 
 
 def test_regressor_with_bagged_tabm_loads_predicting_the_same(regressor, regression_data, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 from abc import ABC, abstractmethod
 from numbers import Integral, Real
@@ -141,7 +142,8 @@ class BaseTabNAS(BaseEstimator, ABC):
         """
         if y is None:
             raise ValueError(
-                f"This {type(self).__name__} estimator requires y to be passed, but the target y is None."
+                f"This {type(self).__name__} estimator requires y to be passed,"
+                " but the target y is None."
             )
         if (X_val is None) != (y_val is None):
             raise ValueError("pass both X_val and y_val, or neither")
@@ -214,7 +216,9 @@ class BaseTabNAS(BaseEstimator, ABC):
         val_data = self._tensors(preprocessor, val_frame, y_val_encoded)
         plan = self._plan(
             n_train=len(frame),
-            bag_folds=self._bag_folds(n_rows=len(frame) + len(val_frame), explicit_val=X_val is not None),
+            bag_folds=self._bag_folds(
+                n_rows=len(frame) + len(val_frame), explicit_val=X_val is not None
+            ),
         )
         with hardware_settings(device), seeded(torch_seed, device):
             threads_used = cpu_threads()  # inside the settings: what the fit really uses
@@ -325,9 +329,15 @@ class BaseTabNAS(BaseEstimator, ABC):
         if isinstance(X, pd.DataFrame):
             validate_data(self, X, reset=reset, skip_check_array=True)
             if X.shape[0] == 0:
-                raise ValueError(f"Found array with 0 sample(s) (shape={X.shape}) while a minimum of 1 is required.")
+                raise ValueError(
+                    f"Found array with 0 sample(s) (shape={X.shape})"
+                    " while a minimum of 1 is required."
+                )
             if X.shape[1] == 0:
-                raise ValueError(f"Found array with 0 feature(s) (shape={X.shape}) while a minimum of 1 is required.")
+                raise ValueError(
+                    f"Found array with 0 feature(s) (shape={X.shape})"
+                    " while a minimum of 1 is required."
+                )
             frame = X.set_axis(range(X.shape[1]), axis=1)
             inferred = [
                 j for j, dtype in enumerate(X.dtypes)
@@ -379,20 +389,23 @@ class BaseTabNAS(BaseEstimator, ABC):
                 )
         return sorted(set(columns))
 
-    def _tensors(self, preprocessor: TabularPreprocessor, frame: pd.DataFrame, y: np.ndarray | None) -> TensorData:
+    def _tensors(
+        self, preprocessor: TabularPreprocessor, frame: pd.DataFrame, y: np.ndarray | None
+    ) -> TensorData:
         x_num, x_cat = preprocessor.transform(frame)
         target = torch.zeros(len(frame)) if y is None else torch.as_tensor(y)
         return TensorData(torch.as_tensor(x_num), torch.as_tensor(x_cat), target)
 
     # ---- prediction ------------------------------------------------------------------
     def _raw_predict(self, X) -> torch.Tensor:
-        """The ensemble's ``(n, d_out)`` outputs, computed without changing the estimator: on
-        the CPU the fitted model is used as it is (eval mode, no autograd), on CUDA a copy
-        moves to the device, so threads may predict at once."""
+        """The ensemble's ``(n, d_out)`` outputs in fp32, computed without changing the
+        estimator: on the CPU the fitted model is used as it is (eval mode, no autograd), on
+        CUDA a copy moves to the device, so threads may predict at once."""
         check_is_fitted(self)
         frame = self._validate_X(X, reset=False)
         data = self._tensors(self.preprocessor_, frame, None)
-        device = self._prediction_device()
+        # predictions in fp32 everywhere (no bf16 autocast): a GPU's agree with the CPU's
+        device = dataclasses.replace(self._prediction_device(), amp_dtype=None)
         model = self.model_ if not device.is_cuda else copy.deepcopy(self.model_).to(device.device)
         return predict(model, data.to(device), device).cpu()
 

@@ -92,7 +92,21 @@ class Readout(nn.Module):
         )
 
     def forward(self, tokens: Tensor) -> Tensor:
-        return self.head(tokens[:, 0])  # (batch, d_out)
+        with full_precision(tokens):  # under bf16 autocast too, the outputs are fp32 sums
+            return self.head(tokens[:, 0].float())  # (batch, d_out)
+
+
+def full_precision(x: Tensor) -> torch.autocast:
+    """Autocast off on ``x``'s device: the layer inside computes in float32."""
+    return torch.autocast(device_type=x.device.type, enabled=False)
+
+
+class FP32LinearEnsemble(tabm.LinearEnsemble):
+    """tabm's output layer (the k members' heads), computed in float32 under autocast."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        with full_precision(x):
+            return super().forward(x.float())
 
 
 def _num_embedding(
@@ -155,8 +169,8 @@ class DiscreteNetwork(TokenNetwork):
     ):
         if architecture.backbone != "cells":
             raise ValueError(
-                f"DiscreteNetwork builds 'cells' architectures, got backbone={architecture.backbone!r};"
-                " use build_network"
+                "DiscreteNetwork builds 'cells' architectures,"
+                f" got backbone={architecture.backbone!r}; use build_network"
             )
         super().__init__(
             n_num_features=n_num_features,
@@ -219,7 +233,9 @@ class TabMNetwork(nn.Module):
     ):
         super().__init__()
         if architecture.backbone != "tabm" or architecture.mlp is None:
-            raise ValueError(f"TabMNetwork builds 'tabm' architectures, got {architecture.backbone!r}")
+            raise ValueError(
+                f"TabMNetwork builds 'tabm' architectures, got {architecture.backbone!r}"
+            )
         if d_out <= 0:
             raise ValueError(f"d_out must be positive, got d_out={d_out}")
         _check_features(n_num_features, cat_cardinalities)
@@ -229,7 +245,9 @@ class TabMNetwork(nn.Module):
             # tabm takes its own linear form only: Linear + ReLU per feature (its paper's)
             embedding = LinearReLUEmbeddings(n_num_features, mlp.d_embedding)
         else:
-            embedding = _num_embedding(architecture.num_embedding, n_num_features, mlp.d_embedding, bins)
+            embedding = _num_embedding(
+                architecture.num_embedding, n_num_features, mlp.d_embedding, bins
+            )
         self.has_num, self.has_cat = n_num_features > 0, bool(cat_cardinalities)
         self.tabm = tabm.TabM.make(
             n_num_features=n_num_features,
@@ -242,6 +260,9 @@ class TabMNetwork(nn.Module):
             k=mlp.k,
             arch_type=mlp.arch_type,
         )
+        if type(self.tabm.output) is tabm.LinearEnsemble:
+            # the same parameters, computed in fp32: no new module, so no random draw
+            self.tabm.output.__class__ = FP32LinearEnsemble
 
     def forward(self, x_num: Tensor, x_cat: Tensor) -> Tensor:
         return self.tabm(x_num if self.has_num else None, x_cat if self.has_cat else None)

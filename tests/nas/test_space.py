@@ -193,3 +193,20 @@ def test_cells_with_other_embeddings_keep_one_token_per_feature():
         net = DiscreteNetwork(architecture=arch, n_num_features=3, cat_cardinalities=[4], d_out=1,
                               bins=quantile_bins(x))
         assert net.tokenizer(x, torch.zeros(50, 1, dtype=torch.long)).shape == (50, 5, 96)
+
+
+def test_heads_compute_in_fp32_under_bf16_autocast():
+    from tabnas.nas.network import DataShapes, build_network
+    from tabnas.nas.space import MLPSettings
+
+    shapes = DataShapes(3, (4,), 2)
+    x_num, x_cat = torch.randn(16, 3), torch.randint(0, 4, (16, 1))
+    for arch in (
+        SearchSpace().chain(["attention", "ffn"]),
+        Architecture.tabm(MLPSettings(n_blocks=1, d_block=32, k=4), num_embedding="linear"),
+    ):
+        network = build_network(arch, shapes).eval()
+        with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+            output = network(x_num, x_cat)
+        assert output.dtype == torch.float32, arch.backbone  # bf16 inside, fp32 logits
+        assert torch.allclose(output, network(x_num, x_cat), rtol=0.1, atol=0.1)
