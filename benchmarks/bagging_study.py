@@ -38,7 +38,10 @@ def fit_and_score(data, *, preset: str, seed: int, bag_folds: int) -> dict:
     started = time.perf_counter()
     model.fit(data.X_train, data.y_train)
     fit_s = time.perf_counter() - started
-    out = {"fit_s": fit_s, "n_train": len(data.X_train), "ensemble_val": model.fit_info_["ensemble_val"]}
+    out = {
+        "fit_s": fit_s, "n_train": len(data.X_train),
+        "ensemble_val": model.fit_info_["ensemble_val"],
+    }
     for split in ("val", "test"):
         X, y = getattr(data, f"X_{split}"), getattr(data, f"y_{split}")
         if data.task == "regression":
@@ -55,14 +58,19 @@ def primary(task: str, result: dict, split: str) -> float:
 
 def report(rows: list[dict]) -> str:
     lines = [
-        "| dataset | train rows | task | score | no bagging (val) | 5-fold bagging (val) | Δ val | Δ val log loss"
-        " | no bagging (test) | 5-fold bagging (test) | fit s (no / 5-fold) |",
+        "| dataset | train rows | task | score | no bagging (val) | 5-fold bagging (val) | Δ val"
+        " | Δ val log loss | no bagging (test) | 5-fold bagging (test) | fit s (no / 5-fold) |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     wins = 0
-    datasets = sorted({r["dataset"] for r in rows}, key=lambda d: min(r["n_train"] for r in rows if r["dataset"] == d))
+    datasets = sorted(
+        {r["dataset"] for r in rows},
+        key=lambda d: min(r["n_train"] for r in rows if r["dataset"] == d),
+    )
     for name in datasets:
-        by_arm = {arm: [r for r in rows if r["dataset"] == name and r["arm"] == arm] for arm in ARMS}
+        by_arm = {
+            arm: [r for r in rows if r["dataset"] == name and r["arm"] == arm] for arm in ARMS
+        }
         if not all(by_arm.values()):
             continue
         task = by_arm["no bagging"][0]["task"]
@@ -82,17 +90,23 @@ def report(rows: list[dict]) -> str:
         )
         fit = " / ".join(f"{statistics.mean(r['fit_s'] for r in by_arm[arm]):.0f}" for arm in ARMS)
         lines.append(
-            f"| {name} | {by_arm['no bagging'][0]['n_train']} | {task} | {metric} | {mean('no bagging', 'val'):.4f}"
-            f" | {mean('5-fold bagging', 'val'):.4f} | {delta:+.4f} | {log_loss} | {mean('no bagging', 'test'):.4f}"
+            f"| {name} | {by_arm['no bagging'][0]['n_train']} | {task} | {metric}"
+            f" | {mean('no bagging', 'val'):.4f} | {mean('5-fold bagging', 'val'):.4f}"
+            f" | {delta:+.4f} | {log_loss} | {mean('no bagging', 'test'):.4f}"
             f" | {mean('5-fold bagging', 'test'):.4f} | {fit} |"
         )
     lines.append("")
-    lines.append(f"Bagging better on validation (mean over seeds; Δ is accuracy or -RMSE) on {wins} of {len(datasets)} datasets.")
+    lines.append(
+        "Bagging better on validation (mean over seeds; Δ is accuracy or -RMSE)"
+        f" on {wins} of {len(datasets)} datasets."
+    )
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.bagging_study", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.bagging_study", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--preset", default="fast")
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
@@ -111,12 +125,15 @@ def main(argv: list[str] | None = None) -> None:
                 if (name, seed, arm) in done:
                     continue
                 result = fit_and_score(data, preset=args.preset, seed=seed, bag_folds=folds)
-                row = {"dataset": name, "task": data.task, "seed": seed, "arm": arm, "preset": args.preset,
-                       "load_average": os.getloadavg()[0], **result}
+                row = {"dataset": name, "task": data.task, "seed": seed, "arm": arm,
+                       "preset": args.preset, "load_average": os.getloadavg()[0], **result}
                 rows.append(row)
                 with path.open("a") as f:
                     f.write(json.dumps(row) + "\n")
-                print(f"{name} seed {seed} {arm}: val {row['val']} ({row['fit_s']:.0f} s)", flush=True)
+                print(
+                    f"{name} seed {seed} {arm}: val {row['val']} ({row['fit_s']:.0f} s)",
+                    flush=True,
+                )
     markdown = report(rows)
     (args.out / "bagging.md").write_text(markdown)
     print(markdown)

@@ -7,7 +7,8 @@ A config (``benchmarks/configs/<name>.toml`` or any path)::
     max_train_rows = 10000     # optional cap on training rows (stratified, keeps every class)
     time_limit = 1800          # optional hard limit per job, seconds
     n_jobs = 1                 # parallel jobs (command line --n-jobs wins)
-    datasets_index = "..."     # optional local index (default: benchmarks.datasets.default_index_path())
+    datasets_index = "..."     # optional local index
+                               # (default: benchmarks.datasets.default_index_path())
     openml_cache = "..."       # optional openml cache folder
     openml_server = "..."      # optional OpenML server
 
@@ -267,7 +268,8 @@ def _dataset_spec(item: Any, source: str, path: Path) -> DatasetSpec:
         extra = sorted(set(item) - {"id", "name", "note"})
         if extra:
             raise ValueError(
-                f"config {path}: {source} entry {item!r} has unknown key(s) {extra}; valid: id, name, note"
+                f"config {path}: {source} entry {item!r} has unknown key(s) {extra};"
+                " valid: id, name, note"
             )
         return DatasetSpec(
             name=str(item.get("name", f"{source}:{item['id']}")),
@@ -283,7 +285,8 @@ def _dataset_spec(item: Any, source: str, path: Path) -> DatasetSpec:
 def _models(table: Any, path: Path) -> list[ModelSpec]:
     if not isinstance(table, dict) or not table:
         raise ValueError(
-            f"config {path}: a [models] table naming at least one of {list(model_families())} is required"
+            f"config {path}: a [models] table naming at least one of {list(model_families())}"
+            " is required"
         )
     specs = []
     for name, options in table.items():

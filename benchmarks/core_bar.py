@@ -48,7 +48,9 @@ def rmse(a, b) -> float:
 
 def breast_cancer() -> dict:
     X, y = load_breast_cancer(return_X_y=True)
-    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, stratify=y, random_state=0)
+    X_train, X_test, y_train, y_test = train_test_split(
+        X, y, test_size=0.25, stratify=y, random_state=0
+    )
     started = time.perf_counter()
     clf = TabNASClassifier(preset="fast", random_state=0).fit(X_train, y_train)
     fit_s = time.perf_counter() - started
@@ -72,7 +74,8 @@ def california(index_path, out: Path, *, with_ft_transformer: bool = False) -> l
     with warnings.catch_warnings():  # newer LightGBM renames eval_set; both work
         warnings.filterwarnings("ignore", message=".*eval_set.*")
         gbm = lgb.LGBMRegressor(n_estimators=4000, verbose=-1, random_state=0).fit(
-            X_train, y_train, eval_set=[(X_val, y_val)], callbacks=[lgb.early_stopping(50, verbose=False)]
+            X_train, y_train, eval_set=[(X_val, y_val)],
+            callbacks=[lgb.early_stopping(50, verbose=False)],
         )
     gbm_s = time.perf_counter() - started
     started = time.perf_counter()
@@ -91,7 +94,9 @@ def california(index_path, out: Path, *, with_ft_transformer: bool = False) -> l
         from benchmarks.nn_baselines import FTTransformerModel
 
         started = time.perf_counter()
-        ft = FTTransformerModel(task="regression", n_classes=None, seed=0, threads=torch.get_num_threads())
+        ft = FTTransformerModel(
+            task="regression", n_classes=None, seed=0, threads=torch.get_num_threads()
+        )
         ft.fit(X_train, y_train.to_numpy(), X_val, y_val.to_numpy())
         rows.append({
             "dataset": "california_housing", "model": "FT-Transformer (rtdl, Gorishniy defaults)",
@@ -108,8 +113,9 @@ def california(index_path, out: Path, *, with_ft_transformer: bool = False) -> l
             "dataset": "california_housing", "model": "tabnas medium (default)",
             "metric": "rmse ($100k)", "score": rmse(reg.predict(X_test), y_test),
             "fit_time_s": reg_s, "n_train": len(X_train), "architecture": str(reg.architecture_),
-            "n_parameters": reg.n_parameters_, "timings": reg.timings_, "peak_rss_mb": peak_rss_mb(),
-            "device": reg.device_, "fit_info": {k: v for k, v in reg.fit_info_.items() if k != "best_val"},
+            "n_parameters": reg.n_parameters_, "timings": reg.timings_,
+            "peak_rss_mb": peak_rss_mb(), "device": reg.device_,
+            "fit_info": {k: v for k, v in reg.fit_info_.items() if k != "best_val"},
             "ensemble": [ensemble_row(member) for member in reg.ensemble_],
         },
         *rows,
@@ -127,20 +133,28 @@ def ensemble_row(member: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="results/core-bar", help="folder for results.json and plots")
-    parser.add_argument("--datasets-index", default=None, help=f"dataset index (default: {default_index_path()})")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--out", default="results/core-bar",
+                        help="folder for results.json and plots")
+    parser.add_argument("--datasets-index", default=None,
+                        help=f"dataset index (default: {default_index_path()})")
     parser.add_argument("--with-ft-transformer", action="store_true",
                         help="also fit FT-Transformer on the California split (slow on a CPU)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = [breast_cancer(), *california(args.datasets_index, out, with_ft_transformer=args.with_ft_transformer)]
+    rows = [
+        breast_cancer(),
+        *california(args.datasets_index, out, with_ft_transformer=args.with_ft_transformer),
+    ]
     report = {
         "rows": rows,
         "machine": {
             "platform": platform.platform(), "cpu_threads": torch.get_num_threads(),
-            "tabnas": tabnas.__version__, "torch": torch.__version__, "sklearn": sklearn.__version__,
+            "tabnas": tabnas.__version__, "torch": torch.__version__,
+            "sklearn": sklearn.__version__,
             "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
             "load_average": os.getloadavg()[0],
         },
@@ -150,7 +164,8 @@ def main(argv: list[str] | None = None) -> dict:
     print("| dataset | model | metric | score | fit time (s) |")
     print("|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['dataset']} | {r['model']} | {r['metric']} | {r['score']:.4f} | {r['fit_time_s']:.1f} |")
+        print(f"| {r['dataset']} | {r['model']} | {r['metric']} | {r['score']:.4f}"
+              f" | {r['fit_time_s']:.1f} |")
     gbm, ours = rows[1], rows[2]
     print(f"\ntabnas / LightGBM RMSE: {ours['score'] / gbm['score']:.3f};"
           f" fit time ratio: {ours['fit_time_s'] / gbm['fit_time_s']:.0f}x;"

@@ -91,7 +91,8 @@ def load_local(name: str, index_path: str | Path | None = None) -> LocalDataset:
         missing = [c for c in named if c not in frame.columns]
         if missing:
             raise ValueError(
-                f"dataset {name!r}: {file} has no column(s) {missing}; columns: {list(frame.columns)}"
+                f"dataset {name!r}: {file} has no column(s) {missing};"
+                f" columns: {list(frame.columns)}"
             )
         y = frame.pop(entry["target"])
         frame = frame.drop(columns=entry.get("drop_columns", []))

@@ -111,7 +111,10 @@ def run_lightgbm(task, X_train, y_train, X_val, y_val):
     model = cls(n_estimators=4000, verbose=-1, random_state=0, n_jobs=torch.get_num_threads())
     with warnings.catch_warnings():  # newer LightGBM renames eval_set; both work
         warnings.filterwarnings("ignore", message=".*eval_set.*")
-        model.fit(X_train, y_train, eval_set=[(X_val, y_val)], callbacks=[lgb.early_stopping(50, verbose=False)])
+        model.fit(
+            X_train, y_train, eval_set=[(X_val, y_val)],
+            callbacks=[lgb.early_stopping(50, verbose=False)],
+        )
     return model
 
 
@@ -161,7 +164,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
             "n_parameters": model.n_parameters_,
             "architecture": model.architecture_.to_dict(),
             "ensemble": [
-                {"architecture": m["architecture"], "weight": m["weight"], "best_val": m["best_val"]}
+                {
+                    "architecture": m["architecture"], "weight": m["weight"],
+                    "best_val": m["best_val"],
+                }
                 for m in model.ensemble_
             ],
         }

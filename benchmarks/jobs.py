@@ -232,7 +232,9 @@ def versions(family: str) -> dict[str, str | None]:
             return None
 
     out = {"python": platform.python_version()}
-    for package in ("tabnas", "torch", "scikit-learn", "numpy", "pandas", adapter_class(family).package):
+    for package in (
+        "tabnas", "torch", "scikit-learn", "numpy", "pandas", adapter_class(family).package
+    ):
         out[package] = version(package)
     return out
 

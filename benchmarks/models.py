@@ -66,7 +66,9 @@ def check_model_options(name: str, options: dict[str, Any]) -> None:
         )
     if "params" in options and not isinstance(options["params"], dict):
         raise ValueError(f"model {name!r}: params must be a table, got {options['params']!r}")
-    for key in ("max_epochs", "patience", "batch_size", "ensemble_size", "k", "d_block", "n_blocks"):
+    for key in (
+        "max_epochs", "patience", "batch_size", "ensemble_size", "k", "d_block", "n_blocks"
+    ):
         if key in options and not (isinstance(options[key], int) and options[key] >= 1):
             raise ValueError(
                 f"model {name!r}: {key} must be a positive integer, got {options[key]!r}"
@@ -301,7 +303,9 @@ class TabNASModel(Adapter):
         the seed, the categorical columns (the frame's dtypes) and the verbosity."""
         from tabnas import TabNASClassifier
 
-        return frozenset(TabNASClassifier().get_params()) - {"random_state", "verbose", "categorical_features"}
+        return frozenset(TabNASClassifier().get_params()) - {
+            "random_state", "verbose", "categorical_features"
+        }
 
     def fit(self, X_train, y_train, X_val, y_val):
         from tabnas import TabNASClassifier, TabNASRegressor
@@ -330,7 +334,10 @@ class TabNASModel(Adapter):
             ),
             "ensemble": [
                 {k: m[k] for k in ("weight", "best_val", "train_s", "n_parameters")}
-                | {"backbone": m["architecture"]["backbone"], "num_embedding": m["architecture"]["num_embedding"]}
+                | {
+                    "backbone": m["architecture"]["backbone"],
+                    "num_embedding": m["architecture"]["num_embedding"],
+                }
                 for m in est.ensemble_
             ],
             "best_epoch": int(est.best_epoch_),
@@ -356,7 +363,9 @@ def make_model(
     """The adapter of model ``name`` (a family name or ``tabnas-<variant>``)."""
     options = dict(options or {})
     check_model_options(name, options)
-    return adapter_class(name)(task=task, n_classes=n_classes, seed=seed, threads=threads, options=options)
+    return adapter_class(name)(
+        task=task, n_classes=n_classes, seed=seed, threads=threads, options=options
+    )
 
 
 # The adapters of these modules register themselves; they import torch only when used.

@@ -62,7 +62,9 @@ class _TorchBaseline(Adapter):
     option_names = frozenset({"max_epochs", "device"})
     grad_clip: float | None = None
 
-    def _build(self, n_num: int, cardinalities: list[int], d_out: int, x_num: torch.Tensor) -> nn.Module:
+    def _build(
+        self, n_num: int, cardinalities: list[int], d_out: int, x_num: torch.Tensor
+    ) -> nn.Module:
         """The network; ``x_num`` holds the preprocessed numeric training features."""
         raise NotImplementedError
 
@@ -108,7 +110,9 @@ class _TorchBaseline(Adapter):
             d_out = 1
             self.y_mean_, self.y_std_ = float(np.mean(y_train)), float(np.std(y_train)) or 1.0
             y_tr = torch.as_tensor((y_train - self.y_mean_) / self.y_std_, dtype=torch.float32)
-        x_num_train, _ = self.preprocessor_.transform(X_train.set_axis(range(X_train.shape[1]), axis=1))
+        x_num_train, _ = self.preprocessor_.transform(
+            X_train.set_axis(range(X_train.shape[1]), axis=1)
+        )
         self.model_ = self._build(
             self.preprocessor_.n_num_features, self.preprocessor_.cat_cardinalities, d_out,
             torch.as_tensor(x_num_train),
@@ -175,7 +179,9 @@ class _TorchBaseline(Adapter):
         chunks = []
         with torch.inference_mode():
             for start in range(0, len(any_input), EVAL_BATCH_SIZE):
-                part = tuple(None if t is None else t[start : start + EVAL_BATCH_SIZE] for t in inputs)
+                part = tuple(
+                    None if t is None else t[start : start + EVAL_BATCH_SIZE] for t in inputs
+                )
                 chunks.append(self._forward(part).float().cpu())
         return torch.cat(chunks).numpy()
 
@@ -285,7 +291,11 @@ class TabMModel(_TorchBaseline):
             PiecewiseLinearEmbeddings(quantile_bins(x_num), 16, activation=False, version="B")
             if n_num > 0 else None
         )
-        sizes = {key: int(self.options[key]) for key in ("k", "d_block", "n_blocks") if key in self.options}
+        sizes = {
+            key: int(self.options[key])
+            for key in ("k", "d_block", "n_blocks")
+            if key in self.options
+        }
         return tabm.TabM.make(
             n_num_features=n_num, cat_cardinalities=list(cardinalities), d_out=d_out,
             num_embeddings=embeddings, **sizes,
@@ -341,10 +351,14 @@ class RealMLPModel(Adapter):
 
         cls = RealMLP_TD_Classifier if self.is_classification else RealMLP_TD_Regressor
         self.device_ = str(self.options.get("device", "cpu"))
-        numeric = [c for c in X_train.columns if not isinstance(X_train[c].dtype, pd.CategoricalDtype)]
+        numeric = [
+            c for c in X_train.columns if not isinstance(X_train[c].dtype, pd.CategoricalDtype)
+        ]
         self.fill_ = {c: float(X_train[c].mean()) for c in numeric}
         self.flagged_ = [c for c in numeric if X_train[c].isna().any()]
-        self.model_ = cls(random_state=self.seed, n_threads=self.threads, device=self.device_, verbosity=0)
+        self.model_ = cls(
+            random_state=self.seed, n_threads=self.threads, device=self.device_, verbosity=0
+        )
         self.model_.fit(self._frame(X_train), y_train, X_val=self._frame(X_val), y_val=y_val)
         return self
 

@@ -62,7 +62,9 @@ GRAD_CLIP = 5.0
 
 
 # ---- timing ---------------------------------------------------------------------------
-def timed(step: Callable[[int], Any], device: DeviceConfig, *, n: int, warmup: int = 3, repeats: int = 3) -> float:
+def timed(
+    step: Callable[[int], Any], device: DeviceConfig, *, n: int, warmup: int = 3, repeats: int = 3
+) -> float:
     """Median seconds of one call of ``step(i)`` over ``repeats`` blocks of ``n`` calls."""
     for i in range(warmup):
         step(i)
@@ -121,7 +123,8 @@ class _Stepper:
         )
         generator = torch.Generator().manual_seed(seed)
         self.batches = [
-            torch.randint(0, len(x), (batch_size,), generator=generator).to(device.device) for _ in range(64)
+            torch.randint(0, len(x), (batch_size,), generator=generator).to(device.device)
+            for _ in range(64)
         ]
         self.device = device
 
@@ -186,7 +189,9 @@ def section_supernet(device: DeviceConfig, preset: str) -> dict[str, Any]:
 
     def loss(batch: TensorData, weights: torch.Tensor, params=None) -> torch.Tensor:
         with device.autocast():
-            return task.loss(supernet(batch.x_num, batch.x_cat, weights=supernet.project(weights)), batch.y)
+            return task.loss(
+                supernet(batch.x_num, batch.x_cat, weights=supernet.project(weights)), batch.y
+            )
 
     def arch_step(i: int) -> None:
         rows = step.batches[(i + 7) % len(step.batches)]
@@ -229,12 +234,16 @@ def section_discrete(device: DeviceConfig, preset: str) -> dict[str, Any]:
         d_hidden=s.resnet_d_hidden, d_hidden_multiplier=None, dropout1=s.resnet_dropout,
         dropout2=s.residual_dropout,
     )
-    pairs = {"ft_transformer": (ours_ft, _RTDLInputs(ref_ft, "ft")), "resnet": (ours_res, _RTDLInputs(ref_res, "mlp"))}
+    pairs = {
+        "ft_transformer": (ours_ft, _RTDLInputs(ref_ft, "ft")),
+        "resnet": (ours_res, _RTDLInputs(ref_res, "mlp")),
+    }
     for name, (ours, ref) in pairs.items():
         t_ours = timed(_Stepper(ours, x, y, device), device, n=20)
         t_ref = timed(_Stepper(ref, x, y, device), device, n=20)
         out[name] = {
-            "ours_step_ms": 1e3 * t_ours, "rtdl_step_ms": 1e3 * t_ref, "ours_over_rtdl": t_ours / t_ref,
+            "ours_step_ms": 1e3 * t_ours, "rtdl_step_ms": 1e3 * t_ref,
+            "ours_over_rtdl": t_ours / t_ref,
             "ours_parameters": _count(ours), "rtdl_parameters": _count(ref),
         }
     return out
@@ -265,16 +274,21 @@ def section_predict(device: DeviceConfig, preset: str) -> dict[str, Any]:
     n_fit, n_predict, n_features = 3000, 100_000, 8
     x, y = synthetic(n_fit + n_predict, n_features)
     frame = pd.DataFrame(x.numpy(), columns=[f"x{i}" for i in range(n_features)])
-    model = TabNASRegressor(preset="fast", random_state=0, device=str(device.device), time_limit=120)
+    model = TabNASRegressor(
+        preset="fast", random_state=0, device=str(device.device), time_limit=120
+    )
     model.fit(frame.iloc[:n_fit], y[:n_fit].numpy())
     rows = frame.iloc[n_fit:]
     estimator_s = timed(lambda i: model.predict(rows), device, n=1, warmup=1)
-    data = TensorData(x[n_fit:], torch.zeros(n_predict, 0, dtype=torch.long), torch.zeros(n_predict)).to(device)
+    data = TensorData(
+        x[n_fit:], torch.zeros(n_predict, 0, dtype=torch.long), torch.zeros(n_predict)
+    ).to(device)
     network = model.model_.to(device.device)
     network_s = timed(lambda i: predict(network, data, device), device, n=1, warmup=1)
 
     reference = rtdl.FTTransformer(
-        n_cont_features=n_features, cat_cardinalities=[], d_out=1, **rtdl.FTTransformer.get_default_kwargs()
+        n_cont_features=n_features, cat_cardinalities=[], d_out=1,
+        **rtdl.FTTransformer.get_default_kwargs(),
     )
     reference = _RTDLInputs(reference, "ft").to(device.device)
     reference_s = timed(lambda i: predict(reference, data, device), device, n=1, warmup=1)
@@ -338,8 +352,8 @@ def section_rows(device: DeviceConfig, preset: str, index_path: str | None) -> d
             score_s = time.perf_counter() - started
             epoch_s = -(-n // batch_size) * step_s
             results.append({
-                "rows": n, "batch_size": batch_size, "preprocess_s": prep_s, "bins_and_build_s": bins_s,
-                "train_epoch_s": epoch_s, "score_pass_s": score_s,
+                "rows": n, "batch_size": batch_size, "preprocess_s": prep_s,
+                "bins_and_build_s": bins_s, "train_epoch_s": epoch_s, "score_pass_s": score_s,
                 "total_per_1k_rows_s": 1e3 * (prep_s + bins_s + epoch_s + score_s) / n,
             })
         base = results[1]["total_per_1k_rows_s"]
@@ -366,7 +380,9 @@ def section_features(device: DeviceConfig, preset: str) -> dict[str, Any]:
     }
 
 
-def section_fit(device: DeviceConfig, preset: str, index_path: str | None, dataset: str) -> dict[str, Any]:
+def section_fit(
+    device: DeviceConfig, preset: str, index_path: str | None, dataset: str
+) -> dict[str, Any]:
     from benchmarks.datasets import load_local
     from benchmarks.models import adapter_class
     from benchmarks.protocol import prepare, scores
@@ -382,7 +398,8 @@ def section_fit(device: DeviceConfig, preset: str, index_path: str | None, datas
         adapter.fit(data.X_train, data.y_train, data.X_val, data.y_val)
         fit_s = time.perf_counter() - started
         test = (
-            scores(data.task, data.y_test, pred=adapter.predict(data.X_test)) if data.task == "regression"
+            scores(data.task, data.y_test, pred=adapter.predict(data.X_test))
+            if data.task == "regression"
             else scores(data.task, data.y_test, proba=adapter.predict_proba(data.X_test))
         )
         out[name] = {"fit_s": fit_s, "test": test, "info": adapter.info()}
@@ -429,10 +446,14 @@ def _run_section(name: str, args: dict[str, Any], queue) -> None:
     queue.put(result)
 
 
-def run(sections, *, device: str, preset: str, index: str | None, dataset: str, threads: int | None) -> dict[str, Any]:
+def run(
+    sections, *, device: str, preset: str, index: str | None, dataset: str, threads: int | None
+) -> dict[str, Any]:
     context = multiprocessing.get_context("spawn")
     report: dict[str, Any] = {"machine": machine(device), "preset": preset, "sections": {}}
-    args = {"device": device, "preset": preset, "index": index, "dataset": dataset, "threads": threads}
+    args = {
+        "device": device, "preset": preset, "index": index, "dataset": dataset, "threads": threads
+    }
     for name in sections:
         queue = context.Queue()
         process = context.Process(target=_run_section, args=(name, args, queue))
@@ -467,7 +488,8 @@ def to_markdown(report: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for name, r in report["sections"].items():
-        mem, load = f"{r.get('peak_rss_mb', float('nan')):.0f}", f"{r.get('load_average', float('nan')):.2f}"
+        mem = f"{r.get('peak_rss_mb', float('nan')):.0f}"
+        load = f"{r.get('load_average', float('nan')):.2f}"
         for row in _rows(name, r):
             lines.append(f"| {name} | " + " | ".join(row) + f" | {mem} | {load} |")
     return "\n".join(lines) + "\n"
@@ -478,35 +500,88 @@ def _rows(name: str, r: dict[str, Any]) -> list[list[str]]:
         return [["error", r["error"], "", ""]]
     if name == "supernet":
         return [
-            ["training step vs its parts alone (ms)", f"{r['supernet_step_ms']:.1f}", f"{r['sum_of_parts_ms']:.1f}", f"{r['supernet_over_parts']:.2f}"],
-            ["DARTS arch step vs weight step (ms)", f"{r['arch_step_ms']:.1f}", f"{r['supernet_step_ms']:.1f}", f"{r['arch_over_weight_step']:.2f}"],
+            [
+                "training step vs its parts alone (ms)",
+                f"{r['supernet_step_ms']:.1f}",
+                f"{r['sum_of_parts_ms']:.1f}",
+                f"{r['supernet_over_parts']:.2f}",
+            ],
+            [
+                "DARTS arch step vs weight step (ms)",
+                f"{r['arch_step_ms']:.1f}",
+                f"{r['supernet_step_ms']:.1f}",
+                f"{r['arch_over_weight_step']:.2f}",
+            ],
         ]
     if name == "discrete":
         return [
-            [f"{k} point step vs rtdl (ms; params {r[k]['ours_parameters']:,} / {r[k]['rtdl_parameters']:,})",
-             f"{r[k]['ours_step_ms']:.1f}", f"{r[k]['rtdl_step_ms']:.1f}", f"{r[k]['ours_over_rtdl']:.2f}"]
+            [
+                f"{k} point step vs rtdl"
+                f" (ms; params {r[k]['ours_parameters']:,} / {r[k]['rtdl_parameters']:,})",
+                f"{r[k]['ours_step_ms']:.1f}",
+                f"{r[k]['rtdl_step_ms']:.1f}",
+                f"{r[k]['ours_over_rtdl']:.2f}",
+            ]
             for k in ("ft_transformer", "resnet")
         ]
     if name == "predict":
         return [
-            ["estimator.predict rows/s vs rtdl FT-T default", f"{r['estimator_rows_per_s']:,.0f}", f"{r['rtdl_ft_default_rows_per_s']:,.0f}", f"{r['estimator_over_rtdl_speed']:.2f}x speed"],
-            ["network alone rows/s vs rtdl FT-T default", f"{r['network_rows_per_s']:,.0f}", f"{r['rtdl_ft_default_rows_per_s']:,.0f}", f"{r['network_over_rtdl_speed']:.2f}x speed"],
+            [
+                "estimator.predict rows/s vs rtdl FT-T default",
+                f"{r['estimator_rows_per_s']:,.0f}",
+                f"{r['rtdl_ft_default_rows_per_s']:,.0f}",
+                f"{r['estimator_over_rtdl_speed']:.2f}x speed",
+            ],
+            [
+                "network alone rows/s vs rtdl FT-T default",
+                f"{r['network_rows_per_s']:,.0f}",
+                f"{r['rtdl_ft_default_rows_per_s']:,.0f}",
+                f"{r['network_over_rtdl_speed']:.2f}x speed",
+            ],
         ]
     if name == "rows":
         return [
-            [f"{source}: s per 1k rows at {row['rows']:,} rows", f"{row['total_per_1k_rows_s']:.3f}", "at 10k rows", f"{row['per_row_over_10k']:.2f}"]
+            [
+                f"{source}: s per 1k rows at {row['rows']:,} rows",
+                f"{row['total_per_1k_rows_s']:.3f}",
+                "at 10k rows",
+                f"{row['per_row_over_10k']:.2f}",
+            ]
             for source, rows in r.items() if isinstance(rows, list) for row in rows
         ]
     if name == "features":
         return [
-            [f"step ms per feature at {s['features']} features", f"{s['per_feature_ms']:.2f}", "", ""] for s in r["steps"]
-        ] + [["per-feature cost, 500 vs 50 features", "", "", f"{r['per_feature_500_over_50']:.2f}"]]
+            [
+                f"step ms per feature at {s['features']} features",
+                f"{s['per_feature_ms']:.2f}",
+                "",
+                "",
+            ]
+            for s in r["steps"]
+        ] + [
+            [
+                "per-feature cost, 500 vs 50 features",
+                "",
+                "",
+                f"{r['per_feature_500_over_50']:.2f}",
+            ]
+        ]
     if name == "fit":
         phases = r["tabnas"]["info"].get("timings", {})
         return [
-            [f"{r['dataset']}: default fit vs FT-Transformer training (s)", f"{r['tabnas']['fit_s']:.0f}", f"{r['ft_transformer']['fit_s']:.0f}", f"{r['tabnas_over_ft_transformer']:.2f}"],
+            [
+                f"{r['dataset']}: default fit vs FT-Transformer training (s)",
+                f"{r['tabnas']['fit_s']:.0f}",
+                f"{r['ft_transformer']['fit_s']:.0f}",
+                f"{r['tabnas_over_ft_transformer']:.2f}",
+            ],
             ["phases (s)", ", ".join(f"{k} {v:.0f}" for k, v in phases.items()), "", ""],
-            ["test scores (the harness's split, seed 0)", _scores(r["tabnas"]["test"]), _scores(r["ft_transformer"]["test"]), ""],
+            [
+                "test scores (the harness's split, seed 0)",
+                _scores(r["tabnas"]["test"]),
+                _scores(r["ft_transformer"]["test"]),
+                "",
+            ],
         ]
     return []
 
@@ -516,15 +591,20 @@ def _scores(test: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.perf", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.perf", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
-    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(QUICK),
-                        help=f"default: {' '.join(QUICK)} ('fit' takes about half an hour on 2 CPU cores)")
+    parser.add_argument(
+        "--sections", nargs="+", choices=SECTIONS, default=list(QUICK),
+        help=f"default: {' '.join(QUICK)} ('fit' takes about half an hour on 2 CPU cores)",
+    )
     parser.add_argument("--preset", default="medium", choices=sorted(PRESETS))
     parser.add_argument("--dataset", default="california_housing", help="the fit section's dataset")
     parser.add_argument("--datasets-index", default=None, help="index.json of the shared datasets")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's)")
     args = parser.parse_args(argv)
     report = run(args.sections, device=args.device, preset=args.preset, index=args.datasets_index,
                  dataset=args.dataset, threads=args.threads)

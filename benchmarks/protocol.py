@@ -164,7 +164,8 @@ def make_split(
     n_test_predefined: int = 0,
     max_train_rows: int | None = None,
 ) -> Split:
-    """The protocol's split of ``n_rows`` rows (the last ``n_test_predefined`` are the test split)."""
+    """The protocol's split of ``n_rows`` rows (the last ``n_test_predefined`` are the
+    test split)."""
     rng = np.random.default_rng(seed)
     rows = np.arange(n_rows)
     if n_test_predefined:

@@ -3,7 +3,8 @@
     python -m benchmarks.run smoke --out results/smoke
     python -m benchmarks.run standard --out results/standard --n-jobs 2
     python -m benchmarks.run gorishniy --out runs/g --backend dask --scheduler tcp://host:8786
-    python -m benchmarks.run path/to/my.toml --out DIR --datasets adult,churn --models tabnas,lightgbm
+    python -m benchmarks.run path/to/my.toml --out DIR \\
+        --datasets adult,churn --models tabnas,lightgbm
 
 Each finished job is appended at once to DIR/results.jsonl (one JSON object per line). A
 rerun skips the jobs that already have a row with status "ok", so an interrupted run

@@ -1,6 +1,7 @@
 """How far α moves, and what second-order DARTS adds, at each preset.
 
-    python -m benchmarks.search_diagnostics --out docs/benchmarks/search_diagnostics [--dataset wine_quality_red]
+    python -m benchmarks.search_diagnostics --out docs/benchmarks/search_diagnostics \\
+        [--dataset wine_quality_red]
 
 For each preset and for ``darts`` / ``darts2``, one search on the same split (the
 estimator with ``selection="argmax"`` and one retrain epoch, so the search is what is
@@ -28,7 +29,9 @@ from benchmarks.datasets import default_index_path, load_local
 from benchmarks.protocol import prepare
 
 
-def run(dataset: str, index_path, preset: str, strategy: str, max_steps: int | None, seed: int = 0) -> dict:
+def run(
+    dataset: str, index_path, preset: str, strategy: str, max_steps: int | None, seed: int = 0
+) -> dict:
     from tabnas import TabNASClassifier, TabNASRegressor
 
     data = prepare(load_local(dataset, index_path), seed=seed, max_train_rows=3000)
@@ -56,10 +59,13 @@ def run(dataset: str, index_path, preset: str, strategy: str, max_steps: int | N
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", default="results/search-diagnostics")
     parser.add_argument("--dataset", default="wine_quality_red")
-    parser.add_argument("--datasets-index", default=None, help=f"dataset index (default: {default_index_path()})")
+    parser.add_argument("--datasets-index", default=None,
+                        help=f"dataset index (default: {default_index_path()})")
     parser.add_argument("--presets", default="fast,medium,best")
     parser.add_argument("--max-steps", type=int, default=None,
                         help="cap every search at this many steps (default: each preset's own)")
@@ -71,10 +77,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for strategy in ("darts", "darts2"):
             results.append(run(args.dataset, args.datasets_index, preset, strategy, args.max_steps))
             r = results[-1]
-            print(f"{preset:6s} {strategy:6s} steps {r['search_steps']:5d}  {r['s_per_step'] * 1000:6.1f} ms/step"
-                  f"  alpha shift {r['alpha_shift']:.3f}  median strongest weight {r['median_strongest_weight']:.3f}"
-                  f" (uniform {r['uniform_weight']:.3f})  edges >= 2x uniform {r['share_edges_2x_uniform']:.0%}"
-                  + (f"  |xi*Hv|/|grad| {r['second_order_ratio']:.3g}" if r["second_order_ratio"] is not None else ""),
+            second_order = (
+                f"  |xi*Hv|/|grad| {r['second_order_ratio']:.3g}"
+                if r["second_order_ratio"] is not None else ""
+            )
+            print(f"{preset:6s} {strategy:6s} steps {r['search_steps']:5d}"
+                  f"  {r['s_per_step'] * 1000:6.1f} ms/step"
+                  f"  alpha shift {r['alpha_shift']:.3f}"
+                  f"  median strongest weight {r['median_strongest_weight']:.3f}"
+                  f" (uniform {r['uniform_weight']:.3f})"
+                  f"  edges >= 2x uniform {r['share_edges_2x_uniform']:.0%}"
+                  + second_order,
                   flush=True)
     report = {
         "results": results,

@@ -52,7 +52,9 @@ class SearchValueModel(Adapter):
         preset = self.options.get("preset", "fast")
         n_random = int(self.options.get("n_random", 6))
         self.arms_: dict[str, dict[str, Any]] = {}
-        cells = dataclasses.replace(self._estimator_class()(preset=preset).search_space(), backbones=("cells",))
+        cells = dataclasses.replace(
+            self._estimator_class()(preset=preset).search_space(), backbones=("cells",)
+        )
         for arm, (strategy, selection) in SEARCH_ARMS.items():
             est = self._fit_one(X_train, y_train, X_val, y_val, arm, preset=preset, space=cells,
                                 search_strategy=strategy, selection=selection)
@@ -66,16 +68,19 @@ class SearchValueModel(Adapter):
                 space = est.search_space_
                 argmax = est.argmax_architecture_
                 search_time = est.timings_["search_s"]
-        self._fit_one(X_train, y_train, X_val, y_val, "darts-argmax", preset=preset, architecture=argmax)
+        self._fit_one(X_train, y_train, X_val, y_val, "darts-argmax", preset=preset,
+                      architecture=argmax)
         self.arms_["darts-argmax"]["fit_time_s"] += search_time  # it needs the darts search
         for arm, ops in POINTS.items():
-            self._fit_one(X_train, y_train, X_val, y_val, arm, preset=preset, architecture=space.chain(ops))
+            self._fit_one(X_train, y_train, X_val, y_val, arm, preset=preset,
+                          architecture=space.chain(ops))
         # Random architectures: at least n_random, and enough to fill the slowest search arm's time.
         budget = max(self.arms_[arm]["fit_time_s"] for arm in SEARCH_ARMS)
         spent, i = 0.0, 0
         while i < n_random or spent < budget:
             arch = space.sample(seed=1000 * self.seed + i)
-            self._fit_one(X_train, y_train, X_val, y_val, f"random-{i}", preset=preset, architecture=arch)
+            self._fit_one(X_train, y_train, X_val, y_val, f"random-{i}", preset=preset,
+                          architecture=arch)
             spent += self.arms_[f"random-{i}"]["fit_time_s"]
             i += 1
         return self
@@ -87,9 +92,13 @@ class SearchValueModel(Adapter):
 
     def _fit_one(self, X_train, y_train, X_val, y_val, arm: str, **params):
         cls = self._estimator_class()
-        budget = {k: self.options[k] for k in ("max_search_steps", "max_epochs") if k in self.options}
+        budget = {
+            k: self.options[k] for k in ("max_search_steps", "max_epochs") if k in self.options
+        }
         started = time.perf_counter()
-        est = cls(random_state=self.seed, **budget, **params).fit(X_train, y_train, X_val=X_val, y_val=y_val)
+        est = cls(random_state=self.seed, **budget, **params).fit(
+            X_train, y_train, X_val=X_val, y_val=y_val
+        )
         self.arms_[arm] = {
             "estimator": est,
             "fit_time_s": time.perf_counter() - started,
@@ -137,14 +146,20 @@ class SearchValueModel(Adapter):
 
 
 # ---- the report ----------------------------------------------------------------------------
-PRIMARY = {"binclass": ("accuracy", True), "multiclass": ("accuracy", True), "regression": ("rmse", False)}
+PRIMARY = {
+    "binclass": ("accuracy", True),
+    "multiclass": ("accuracy", True),
+    "regression": ("rmse", False),
+}
 
 
 def summarise_job(arms: dict[str, dict[str, Any]], task: str, default: str) -> dict[str, Any]:
     """One job's figures: each named arm's test score, and random search at equal time."""
     metric, higher = PRIMARY[task]
     test = {arm: info["test"][metric] for arm, info in arms.items()}
-    randoms = sorted((a for a in arms if a.startswith("random-")), key=lambda a: int(a.split("-")[1]))
+    randoms = sorted(
+        (a for a in arms if a.startswith("random-")), key=lambda a: int(a.split("-")[1])
+    )
     out: dict[str, Any] = {f"test:{a}": test[a] for a in (*SEARCH_ARMS, "darts-argmax", *POINTS)}
     out["test:random-median"] = statistics.median(test[a] for a in randoms)
     for arm in SEARCH_ARMS:  # black-box random search in this arm's fit time (at least one)
@@ -208,22 +223,38 @@ def report(results: Path, default: str = "darts-pt") -> str:
         for _, key in COLUMNS:
             text = f"{mean[key]:.4g} ± {std[key]:.2g}"
             cells.append(f"**{text}**" if mean[key] == best else text)
-        lines.append(f"| {dataset} | {jobs[0]['task']} ({metric}) | {len(jobs)} | " + " | ".join(cells) + " |")
+        lines.append(
+            f"| {dataset} | {jobs[0]['task']} ({metric}) | {len(jobs)} | "
+            + " | ".join(cells)
+            + " |"
+        )
         for arm in SEARCH_ARMS:
             sign = 1 if higher else -1
             own = mean[f"test:{arm}"]
-            for name, key in (("median", "test:random-median"), ("random-search", f"test:random-search@{arm}"),
-                              ("argmax", "test:darts-argmax"), ("ft", "test:ft-point"), ("resnet", "test:resnet-point")):
+            for name, key in (
+                ("median", "test:random-median"),
+                ("random-search", f"test:random-search@{arm}"),
+                ("argmax", "test:darts-argmax"),
+                ("ft", "test:ft-point"),
+                ("resnet", "test:resnet-point"),
+            ):
                 tally[name].setdefault(arm, [0, 0, 0])
                 diff = sign * (own - mean[key])
                 tally[name][arm][0 if diff > 0 else 1 if diff == 0 else 2] += 1
             gaps.append((dataset, arm, float(np.mean([j[f"gap:{arm}"] for j in jobs]))))
-        times.append((dataset, {k: float(np.mean([j[k] for j in jobs])) for k in jobs[0] if k.startswith("time:")},
-                      {k: float(np.mean([j[k] for j in jobs])) for k in jobs[0] if k.startswith(("n_random@", "steps:", "alpha_shift:"))}))
+        times.append((
+            dataset,
+            {k: float(np.mean([j[k] for j in jobs])) for k in jobs[0] if k.startswith("time:")},
+            {
+                k: float(np.mean([j[k] for j in jobs]))
+                for k in jobs[0]
+                if k.startswith(("n_random@", "steps:", "alpha_shift:"))
+            },
+        ))
     out = ["## Test scores (mean ± std over seeds; best of the row in bold)", "", *lines, ""]
     out += ["## The default strategy, decided on validation", "",
-            "Mean validation score of the retrained selection (accuracy, or −RMSE in standardised units);"
-            " the test split plays no part in this choice.", "",
+            "Mean validation score of the retrained selection (accuracy, or −RMSE in"
+            " standardised units); the test split plays no part in this choice.", "",
             "| dataset | " + " | ".join(SEARCH_ARMS) + " | better on val | mean fit time (s) |",
             "|---" * (3 + len(SEARCH_ARMS)) + "|"]
     val_wins = dict.fromkeys(SEARCH_ARMS, 0)
@@ -232,19 +263,28 @@ def report(results: Path, default: str = "darts-pt") -> str:
         best_arm = max(val, key=val.get)
         val_wins[best_arm] += 1
         fit = " / ".join(f"{np.mean([j[f'time:{arm}'] for j in jobs]):.1f}" for arm in SEARCH_ARMS)
-        out.append(f"| {dataset} | " + " | ".join(f"{val[a]:.4f}" for a in SEARCH_ARMS) + f" | {best_arm} | {fit} |")
-    out += ["", "Datasets won on validation: " + ", ".join(f"{a} {n}" for a, n in val_wins.items()), ""]
+        out.append(f"| {dataset} | " + " | ".join(f"{val[a]:.4f}" for a in SEARCH_ARMS)
+                   + f" | {best_arm} | {fit} |")
+    out += [
+        "", "Datasets won on validation: " + ", ".join(f"{a} {n}" for a, n in val_wins.items()), ""
+    ]
     out += ["## Wins / ties / losses of each search arm (by mean test score per dataset)", "",
-            "| search arm | vs median random | vs random search at equal time | vs darts argmax | vs FT-T point | vs ResNet point |",
+            "| search arm | vs median random | vs random search at equal time | vs darts argmax"
+            " | vs FT-T point | vs ResNet point |",
             "|---|---|---|---|---|---|"]
     for arm in SEARCH_ARMS:
-        out.append(f"| {arm} | " + " | ".join("{}/{}/{}".format(*tally[name][arm]) for name in tally) + " |")
+        out.append(
+            f"| {arm} | "
+            + " | ".join("{}/{}/{}".format(*tally[name][arm]) for name in tally)
+            + " |"
+        )
     out += ["", "## Discretisation gap (val score of the retrained selection minus the supernet's; "
             "score = accuracy, or −RMSE in standardised units for regression)", "",
             "| dataset | arm | gap |", "|---|---|---|"]
     out += [f"| {d} | {a} | {g:+.4f} |" for d, a, g in gaps]
     out += ["", "## Time (mean seconds per fit, 2 CPU cores) and search figures", "",
-            "| dataset | " + " | ".join(sorted(times[0][1])) + " | " + " | ".join(sorted(times[0][2])) + " |",
+            "| dataset | " + " | ".join(sorted(times[0][1])) + " | "
+            + " | ".join(sorted(times[0][2])) + " |",
             "|---" * (1 + len(times[0][1]) + len(times[0][2])) + "|"]
     for dataset, t, extra in times:
         out.append(f"| {dataset} | " + " | ".join(f"{t[k]:.1f}" for k in sorted(t)) + " | "
@@ -257,8 +297,11 @@ def report(results: Path, default: str = "darts-pt") -> str:
                     op_counts.setdefault(arm, {}).setdefault(op, 0)
                     op_counts[arm][op] += 1
     out += ["", "## Ops kept by each search arm (all datasets and seeds)", ""]
-    out += [f"- {arm}: " + ", ".join(f"{op} {n}" for op, n in sorted(c.items(), key=lambda x: -x[1]))
-            for arm, c in op_counts.items()]
+    out += [
+        f"- {arm}: "
+        + ", ".join(f"{op} {n}" for op, n in sorted(c.items(), key=lambda x: -x[1]))
+        for arm, c in op_counts.items()
+    ]
     return "\n".join(out) + "\n"
 
 

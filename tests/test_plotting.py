@@ -94,7 +94,10 @@ def test_learning_curves(fitted, tmp_path):
     legend = [text.get_text() for text in fig.axes[1].get_legend().get_texts()]
     for member in fitted.ensemble_:  # one curve per candidate, named by its axes and weight
         arch = member["architecture"]
-        assert f"{arch['backbone']} · {arch['num_embedding']} · w {member['weight']:.1f}: val" in legend
+        assert (
+            f"{arch['backbone']} · {arch['num_embedding']}"
+            f" · w {member['weight']:.1f}: val" in legend
+        )
     assert fig.axes[2].get_ylabel() == "validation accuracy"
 
 
@@ -149,7 +152,8 @@ def synthetic_regressor(trace):
             val_rmse=0.7 - 0.1 * epoch, val_score=-0.7 + 0.1 * epoch, improved=True,
         )
     est = TabNASRegressor()
-    est.history_, est.search_space_, est.selection_trace_, est.best_epoch_ = history, space, trace, 2
+    est.history_, est.search_space_ = history, space
+    est.selection_trace_, est.best_epoch_ = trace, 2
     return est
 
 
@@ -157,7 +161,8 @@ def test_regressor_labels(tmp_path):
     base = {"loss": 1.0}
     trace = [
         OpDecision(step=0, cell=0, edge=0, source=0, target=1, criterion="loss", base=base,
-                   scores={}, damage={"attention": 0.3, "ffn": -0.1, "skip": 0.0}, kept="attention"),
+                   scores={}, damage={"attention": 0.3, "ffn": -0.1, "skip": 0.0},
+                   kept="attention"),
         InputDecision(step=1, cell=0, target=2, criterion="loss", base=base, scores={},
                       damage={0: 0.01, 1: 0.2}, removed=0),
         Fallback(step=2, reason="time_limit"),

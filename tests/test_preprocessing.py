@@ -48,8 +48,11 @@ def test_quantiles_are_fitted_on_noisy_train_copy_as_gorishniy():
     prep = TabularPreprocessor(categorical=[2], random_state=0).fit(X)
     numeric = np.stack([X[0].fillna(np.nanmean(X[0])), X[1]], axis=1)
     stds = numeric.std(axis=0, keepdims=True)
-    noisy = numeric + 1e-3 / np.maximum(stds, 1e-3) * np.random.default_rng(0).standard_normal(numeric.shape)
-    reference = QuantileTransformer(output_distribution="normal", n_quantiles=10, subsample=10**9, random_state=0).fit(noisy)
+    noise = np.random.default_rng(0).standard_normal(numeric.shape)
+    noisy = numeric + 1e-3 / np.maximum(stds, 1e-3) * noise
+    reference = QuantileTransformer(
+        output_distribution="normal", n_quantiles=10, subsample=10**9, random_state=0
+    ).fit(noisy)
     assert np.allclose(prep.quantile_.quantiles_, reference.quantiles_)
     assert not np.allclose(prep.quantile_.quantiles_, reference.fit(numeric).quantiles_)
 
@@ -71,7 +74,9 @@ def test_non_numeric_text_in_a_numeric_column_is_named():
     X = frame()
     X[1] = X[1].astype(object)
     X.loc[3, 1] = "n/a"
-    with pytest.raises(ValueError, match="column 1 is numeric but holds the non-numeric value 'n/a'"):
+    with pytest.raises(
+        ValueError, match="column 1 is numeric but holds the non-numeric value 'n/a'"
+    ):
         TabularPreprocessor(categorical=[2], random_state=0).fit(X)
 
 
@@ -119,9 +124,13 @@ def test_dates_and_durations_are_refused_with_the_column_name_and_a_fix(column):
 def test_unhashable_categories_are_refused_with_the_column_name():
     frame = pd.DataFrame({0: [[1], [2], [1]], 1: [1.0, 2.0, 3.0]})
     pre = TabularPreprocessor(categorical=[0], random_state=0, names=["tags", "x"])
-    with pytest.raises(ValueError, match=r"column 'tags' is categorical but holds list values.*astype\(str\)"):
+    with pytest.raises(
+        ValueError, match=r"column 'tags' is categorical but holds list values.*astype\(str\)"
+    ):
         pre.fit(frame)
-    ok = TabularPreprocessor(categorical=[0], random_state=0).fit(pd.DataFrame({0: ["a", "b"], 1: [1.0, 2.0]}))
+    ok = TabularPreprocessor(categorical=[0], random_state=0).fit(
+        pd.DataFrame({0: ["a", "b"], 1: [1.0, 2.0]})
+    )
     with pytest.raises(ValueError, match="holds dict values"):
         ok.transform(pd.DataFrame({0: [{"a": 1}, "b"], 1: [1.0, 2.0]}))
 

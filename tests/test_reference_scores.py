@@ -19,9 +19,13 @@ def test_breast_cancer_fast_preset_reaches_095():
     count or the CPU's float sums: the mean over three fits is the steadier check.
     """
     X, y = load_breast_cancer(return_X_y=True)
-    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, stratify=y, random_state=0)
+    X_train, X_test, y_train, y_test = train_test_split(
+        X, y, test_size=0.25, stratify=y, random_state=0
+    )
     scores = [
-        TabNASClassifier(preset="fast", random_state=seed).fit(X_train, y_train).score(X_test, y_test)
+        TabNASClassifier(preset="fast", random_state=seed)
+        .fit(X_train, y_train)
+        .score(X_test, y_test)
         for seed in range(3)
     ]
     assert np.mean(scores) >= 0.95, scores
@@ -38,7 +42,10 @@ def test_california_default_preset_within_10_percent_of_lightgbm():
     X_rest, X_test, y_rest, y_test = train_test_split(data.X, y, test_size=0.2, random_state=0)
     X_train, X_val, y_train, y_val = train_test_split(X_rest, y_rest, test_size=0.2, random_state=0)
     gbm = lgb.LGBMRegressor(n_estimators=4000, verbose=-1, random_state=0)
-    gbm.fit(X_train, y_train, eval_set=[(X_val, y_val)], callbacks=[lgb.early_stopping(50, verbose=False)])
+    gbm.fit(
+        X_train, y_train, eval_set=[(X_val, y_val)],
+        callbacks=[lgb.early_stopping(50, verbose=False)],
+    )
     reg = TabNASRegressor(random_state=0).fit(X_train, y_train, X_val=X_val, y_val=y_val)
 
     def rmse(model):

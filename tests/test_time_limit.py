@@ -42,9 +42,13 @@ def timed_fit(cancer):
     clock = FakeClock()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(_base, "Budget", functools.partial(Budget, clock=clock))
-        patch.setattr(TabularPreprocessor, "fit", costs(clock, "preprocessing", TabularPreprocessor.fit))
+        patch.setattr(
+            TabularPreprocessor, "fit", costs(clock, "preprocessing", TabularPreprocessor.fit)
+        )
         patch.setattr(SupernetTrainer, "step", costs(clock, "weight_step", SupernetTrainer.step))
-        patch.setattr(SupernetTrainer, "evaluate", costs(clock, "scoring", SupernetTrainer.evaluate))
+        patch.setattr(
+            SupernetTrainer, "evaluate", costs(clock, "scoring", SupernetTrainer.evaluate)
+        )
         patch.setattr(loop, "train_epoch", costs(clock, "epoch", loop.train_epoch))
         record = History.record
         patch.setattr(History, "record", lambda self, **row: record(self, **row, clock=clock.now))

@@ -106,7 +106,9 @@ class TabNASClassifier(ClassifierMixin, BaseTabNAS):
     >>> from sklearn.datasets import load_breast_cancer
     >>> from tabnas import TabNASClassifier
     >>> X, y = load_breast_cancer(return_X_y=True)
-    >>> clf = TabNASClassifier(preset="fast", max_search_steps=40, max_epochs=5, random_state=0).fit(X, y)
+    >>> clf = TabNASClassifier(
+    ...     preset="fast", max_search_steps=40, max_epochs=5, random_state=0
+    ... ).fit(X, y)
     >>> clf.predict_proba(X[:2]).shape
     (2, 2)
     """

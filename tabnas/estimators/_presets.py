@@ -40,7 +40,9 @@ class Preset:
     weight_decay: float = 1e-5
 
     def op_settings(self) -> OpSettings:
-        return OpSettings(d_token=self.d_token, n_heads=self.n_heads, resnet_d_hidden=2 * self.d_token)
+        return OpSettings(
+            d_token=self.d_token, n_heads=self.n_heads, resnet_d_hidden=2 * self.d_token
+        )
 
 
 PRESETS: dict[str, Preset] = {

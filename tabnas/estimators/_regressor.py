@@ -28,7 +28,9 @@ class TabNASRegressor(RegressorMixin, BaseTabNAS):
     >>> from tabnas import TabNASRegressor
     >>> rng = np.random.default_rng(0)
     >>> X = rng.normal(size=(200, 3)); y = X[:, 0] * 3 + 1
-    >>> reg = TabNASRegressor(preset="fast", max_search_steps=40, max_epochs=5, random_state=0).fit(X, y)
+    >>> reg = TabNASRegressor(
+    ...     preset="fast", max_search_steps=40, max_epochs=5, random_state=0
+    ... ).fit(X, y)
     >>> reg.predict(X[:3]).shape
     (3,)
     """

@@ -91,9 +91,14 @@ class Readout(nn.Module):
             )
         )
 
+    @property
+    def linear(self) -> nn.Linear:
+        return cast(nn.Linear, self.head.linear)
+
     def forward(self, tokens: Tensor) -> Tensor:
         with full_precision(tokens):  # under bf16 autocast too, the outputs are fp32 sums
-            return self.head(tokens[:, 0].float())  # (batch, d_out)
+            # (batch, d_out), in the weights' own dtype (fp32 unless the net was cast)
+            return self.head(tokens[:, 0].to(self.linear.weight.dtype))
 
 
 def full_precision(x: Tensor) -> torch.autocast:
@@ -106,7 +111,7 @@ class FP32LinearEnsemble(tabm.LinearEnsemble):
 
     def forward(self, x: Tensor) -> Tensor:
         with full_precision(x):
-            return super().forward(x.float())
+            return super().forward(x.to(self.weight.dtype))
 
 
 def _num_embedding(

@@ -115,7 +115,9 @@ class AttentionBlock(nn.Module):
     def __init__(self, *, d_token: int, n_heads: int, dropout: float, residual_dropout: float):
         super().__init__()
         self.normalization = nn.LayerNorm(d_token)
-        self.attention = FusedMultiheadAttention(d_embedding=d_token, n_heads=n_heads, dropout=dropout)
+        self.attention = FusedMultiheadAttention(
+            d_embedding=d_token, n_heads=n_heads, dropout=dropout
+        )
         self.residual_dropout = nn.Dropout(residual_dropout)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -151,7 +153,9 @@ class ResNetBlock(nn.Module):
     -> Dropout, added to its input.
     """
 
-    def __init__(self, *, n_tokens: int, d_token: int, d_hidden: int, dropout: float, residual_dropout: float):
+    def __init__(
+        self, *, n_tokens: int, d_token: int, d_hidden: int, dropout: float, residual_dropout: float
+    ):
         super().__init__()
         d_block = n_tokens * d_token
         self.block = nn.Sequential(
@@ -182,7 +186,9 @@ def _attention(settings: OpSettings, n_tokens: int) -> nn.Module:
     return AttentionBlock(
         d_token=settings.d_token,
         n_heads=settings.n_heads,
-        dropout=settings.attention_dropout if n_tokens <= settings.attention_dropout_max_tokens else 0.0,
+        dropout=(
+            settings.attention_dropout if n_tokens <= settings.attention_dropout_max_tokens else 0.0
+        ),
         residual_dropout=settings.residual_dropout,
     )
 
@@ -226,7 +232,9 @@ def _none(settings: OpSettings, n_tokens: int) -> nn.Module:
 def op_parameters(names, settings: OpSettings, n_tokens: int) -> dict[str, int]:
     """Trainable parameters of each named op, built at ``settings`` for ``n_tokens`` tokens."""
     return {
-        name: sum(p.numel() for p in make_op(name, settings, n_tokens).parameters() if p.requires_grad)
+        name: sum(
+            p.numel() for p in make_op(name, settings, n_tokens).parameters() if p.requires_grad
+        )
         for name in names
     }
 

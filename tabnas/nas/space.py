@@ -94,7 +94,9 @@ class SearchSpace:
         for name in self.num_embeddings:
             check_num_embedding(name)
         if not self.backbones or any(b not in BACKBONES for b in self.backbones):
-            raise ValueError(f"backbones must be a non-empty subset of {BACKBONES}, got {self.backbones}")
+            raise ValueError(
+                f"backbones must be a non-empty subset of {BACKBONES}, got {self.backbones}"
+            )
         if self.n_cells <= 0:
             raise ValueError(f"n_cells must be positive, got n_cells={self.n_cells}")
         if self.n_nodes <= 0:
@@ -297,7 +299,9 @@ class Architecture:
         return cls.chain([["resnet"]] * n_blocks, settings)
 
     @classmethod
-    def tabm(cls, mlp: MLPSettings | None = None, *, num_embedding: str = "piecewise_linear") -> Architecture:
+    def tabm(
+        cls, mlp: MLPSettings | None = None, *, num_embedding: str = "piecewise_linear"
+    ) -> Architecture:
         """TabM: ``mlp`` (default :class:`MLPSettings`) over ``num_embedding`` embeddings."""
         return cls(cells=(), num_embedding=num_embedding, backbone="tabm", mlp=mlp or MLPSettings())
 

@@ -167,7 +167,10 @@ class SuperNetwork(TokenNetwork):
         kept = self._active_ops()
         nonzero = (weights != 0).tolist()  # one host sync per forward, not one per op
         active = [
-            [[k and n for k, n in zip(kept_e, nonzero_e)] for kept_e, nonzero_e in zip(kept_c, nonzero_c)]
+            [
+                [k and n for k, n in zip(kept_e, nonzero_e)]
+                for kept_e, nonzero_e in zip(kept_c, nonzero_c)
+            ]
             for kept_c, nonzero_c in zip(kept, nonzero)
         ]
         for c, cell in enumerate(self.cells):

@@ -83,7 +83,9 @@ def shade_phases(ax: Axes, rows: list[dict[str, Any]]) -> None:
     if warmup:
         ax.axvspan(min(warmup) - 0.5, max(warmup) + 0.5, color="0.85", alpha=0.6, lw=0, zorder=0)
     if select:
-        ax.axvspan(min(select) - 0.5, max(select) + 0.5, color="tab:olive", alpha=0.12, lw=0, zorder=0)
+        ax.axvspan(
+            min(select) - 0.5, max(select) + 0.5, color="tab:olive", alpha=0.12, lw=0, zorder=0
+        )
 
 
 def phase_patches(rows: list[dict[str, Any]]) -> list[Any]:

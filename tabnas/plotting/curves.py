@@ -51,7 +51,10 @@ def _candidate_label(estimator: Any, candidate: int) -> str:
         return f"candidate {candidate}"
     member = members[candidate]
     arch = member["architecture"]
-    return f"{arch.get('backbone', 'cells')} · {arch.get('num_embedding', 'linear')} · w {member['weight']:.1f}"
+    return (
+        f"{arch.get('backbone', 'cells')} · {arch.get('num_embedding', 'linear')}"
+        f" · w {member['weight']:.1f}"
+    )
 
 
 def _empty(ax: Axes, text: str) -> None:
@@ -138,13 +141,16 @@ def plot_learning_curves(
         for candidate, rows in _by_candidate(retrain).items():
             label = _candidate_label(estimator, candidate)
             epochs, marker = epochs_of(rows), marker_for(len(rows))
-            line, = retrain_loss.plot(epochs, column(rows, "val_loss"), marker=marker, ms=3, label=f"{label}: val")
+            line, = retrain_loss.plot(
+                epochs, column(rows, "val_loss"), marker=marker, ms=3, label=f"{label}: val"
+            )
             retrain_loss.plot(
                 epochs, column(rows, "train_loss"), ls="--", lw=1, color=line.get_color(),
                 label=f"{label}: train",
             )
             retrain_score.plot(
-                epochs, column(rows, score_key), marker=marker, ms=3, color=line.get_color(), label=label
+                epochs, column(rows, score_key), marker=marker, ms=3, color=line.get_color(),
+                label=label,
             )
             best_rows = [row for row in rows if row.get("improved")]
             if best_rows:  # the epoch whose weights this candidate keeps

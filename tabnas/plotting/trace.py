@@ -93,7 +93,10 @@ def plot_selection_trace(
         _draw_op_decisions(fig, next(panel), op_rows, space.ops, colors)
     if input_rows:
         _draw_input_decisions(fig, next(panel), input_rows)
-    title = f"PT-DARTS selection: {len(op_rows)} edge decision(s), {len(input_rows)} input pruning(s)"
+    title = (
+        f"PT-DARTS selection: {len(op_rows)} edge decision(s),"
+        f" {len(input_rows)} input pruning(s)"
+    )
     if fallback:
         title += "\n(time limit reached: the remaining edges were decided by argmax)"
     fig.suptitle(title, fontsize=11)
@@ -140,9 +143,13 @@ def _draw_op_decisions(
     )
     handles: list[Patch | Line2D] = [Patch(color=color(colors, op), label=op) for op in candidates]
     handles.append(
-        Line2D([], [], marker="*", color="black", ls="none", markersize=10, label="kept (most damage)")
+        Line2D(
+            [], [], marker="*", color="black", ls="none", markersize=10, label="kept (most damage)"
+        )
     )
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+    ax.legend(
+        handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False
+    )
 
 
 def _draw_input_decisions(fig: Figure, ax: Axes, rows: list[InputDecision]) -> None:
@@ -184,7 +191,9 @@ def _draw_input_decisions(fig: Figure, ax: Axes, rows: list[InputDecision]) -> N
             label="removed (least damage)",
         ),
     ]
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+    ax.legend(
+        handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False
+    )
 
 
 def _finish_decision_axes(

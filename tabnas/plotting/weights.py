@@ -87,13 +87,16 @@ def plot_architecture_weights(
 
     check_fitted(estimator)
     space = estimator.search_space_
-    rows = [row for row in estimator.history_ if row.get("phase") in SEARCH_PHASES and "weights" in row]
+    rows = [
+        row for row in estimator.history_ if row.get("phase") in SEARCH_PHASES and "weights" in row
+    ]
     if not rows:
         raise ValueError(
             "the history holds no architecture weights: the search ran no epoch (was"
             " time_limit too short?)"
         )
-    weights = np.asarray([row["weights"] for row in rows], dtype=float)  # (epochs, cells, edges, ops)
+    # shape: (epochs, cells, edges, ops)
+    weights = np.asarray([row["weights"] for row in rows], dtype=float)
     expected = (space.n_cells, space.n_edges, len(space.ops))
     if weights.shape[1:] != expected:
         raise ValueError(
@@ -148,7 +151,9 @@ def plot_architecture_weights(
     ]
     handles.append(Line2D([], [], color="0.4", ls=":", label=f"uniform (1/{len(space.ops)})"))
     if fixed.any():
-        handles.append(Line2D([], [], color="0.3", lw=2.5, label="PT fixed the edge (kept op's colour)"))
+        handles.append(
+            Line2D([], [], color="0.3", lw=2.5, label="PT fixed the edge (kept op's colour)")
+        )
     if removed.any():
         handles.append(Line2D([], [], color="black", ls="--", lw=1.5, label="PT removed the input"))
     handles += phase_patches(rows)

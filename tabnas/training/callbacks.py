@@ -48,7 +48,11 @@ class ProgressBar(Callback):
 
     def on_epoch_end(self, state: EpochState) -> None:
         self.bar.update(1)
-        shown = {k: round(v, 4) for k, v in state.row.items() if k.startswith("val_") and isinstance(v, float)}
+        shown = {
+            k: round(v, 4)
+            for k, v in state.row.items()
+            if k.startswith("val_") and isinstance(v, float)
+        }
         self.bar.set_postfix(shown)
 
     def close(self) -> None:

@@ -61,7 +61,9 @@ class Cycle:
     def __next__(self) -> TensorData:
         index = next(self._pending, None)
         if index is None:
-            self._pending = iter(batch_indices(len(self.data), self.batch_size, generator=self.generator))
+            self._pending = iter(
+                batch_indices(len(self.data), self.batch_size, generator=self.generator)
+            )
             index = next(self._pending)
         return self.data[index.to(self.data.y.device)]
 
@@ -69,7 +71,9 @@ class Cycle:
         return self
 
 
-def fold_assignment(y: Tensor, n_folds: int, *, generator: torch.Generator, stratify: bool) -> Tensor:
+def fold_assignment(
+    y: Tensor, n_folds: int, *, generator: torch.Generator, stratify: bool
+) -> Tensor:
     """The fold (``0..n_folds-1``) of each row: a seeded shuffle dealt round-robin, within
     each class when ``stratify`` (so every fold keeps the class proportions)."""
     n = len(y)

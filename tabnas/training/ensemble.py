@@ -2,9 +2,10 @@
 
 Rounds add, with replacement, the candidate whose addition gives the lowest validation
 loss of the running average; the ensemble of the round with the lowest loss is kept,
-and a candidate's weight is its share of that round's picks. The loss (cross-entropy of the averaged probabilities, or squared error of the
-averaged values) is the criterion rather than accuracy: on small validation splits one
-row is a large step of accuracy, and the loss ranks ensembles that accuracy ties.
+and a candidate's weight is its share of that round's picks. The loss (cross-entropy of
+the averaged probabilities, or squared error of the averaged values) is the criterion
+rather than accuracy: on small validation splits one row is a large step of accuracy,
+and the loss ranks ensembles that accuracy ties.
 """
 
 from __future__ import annotations
@@ -114,7 +115,8 @@ class EnsembleModel(nn.Module):
     def __repr__(self) -> str:
         """The members and their weights; ``self.members[i]`` shows a member's layers."""
         lines = [
-            f"  {float(w):.2f} x " + str(getattr(m, "architecture", type(m).__name__)).replace("\n", "\n    ")
+            f"  {float(w):.2f} x "
+            + str(getattr(m, "architecture", type(m).__name__)).replace("\n", "\n    ")
             for w, m in zip(self.weights, self.members)
         ]
         return "EnsembleModel(\n" + "\n".join(lines) + "\n)"

@@ -206,9 +206,10 @@ def score_supernet(
     context = batch_statistics(model) if len(data) > 1 else _eval_mode(model)
     n_chunks = max(1, math.ceil(len(data) / chunk_rows))
     with context:
+        row_chunks = torch.arange(len(data), device=data.y.device).tensor_split(n_chunks)
         outputs = [
             model(chunk.x_num, chunk.x_cat, **forward_kwargs).float()
-            for chunk in (data[rows] for rows in torch.arange(len(data), device=data.y.device).tensor_split(n_chunks))
+            for chunk in (data[rows] for rows in row_chunks)
         ]
     return task.metrics(torch.cat(outputs), data.y)
 

@@ -66,7 +66,9 @@ class FitPlan:
 
     def __post_init__(self) -> None:
         if self.bag_folds == 1 or self.bag_folds < 0:
-            raise ValueError(f"bag_folds must be 0 (off) or at least 2, got bag_folds={self.bag_folds}")
+            raise ValueError(
+                f"bag_folds must be 0 (off) or at least 2, got bag_folds={self.bag_folds}"
+            )
 
 
 @dataclass(frozen=True)
@@ -177,7 +179,9 @@ def search(
     steps = trainer.search(budget.until(SEARCH_SHARE))
     with supernet.trial_decisions():
         argmax_architecture = argmax_select(supernet)
-    supernet_val = score_supernet(supernet, val_data, task, weights=supernet.default_weights().detach())
+    supernet_val = score_supernet(
+        supernet, val_data, task, weights=supernet.default_weights().detach()
+    )
     return SearchOutcome(
         supernet=supernet, trainer=trainer, argmax_architecture=argmax_architecture,
         supernet_val=supernet_val, steps=steps,
@@ -274,11 +278,14 @@ def train_candidate(
         model.architecture = architecture  # what the final ensemble's repr shows
     assert held_out is not None  # set by the first fold; an empty ``folds`` raised above
     return Member(
-        architecture, model, results, held_out=held_out, val_metrics=task.metrics(held_out, held_out_y)
+        architecture, model, results, held_out=held_out,
+        val_metrics=task.metrics(held_out, held_out_y),
     )
 
 
-def ensemble(members: list[Member], *, y: Tensor, task: Task, size: int) -> tuple[nn.Module, dict[str, float]]:
+def ensemble(
+    members: list[Member], *, y: Tensor, task: Task, size: int
+) -> tuple[nn.Module, dict[str, float]]:
     """Weight ``members`` by greedy selection on their held-out outputs (targets ``y``);
     the weighted ensemble and its held-out scores."""
     outputs = [m.held_out for m in members]
@@ -356,7 +363,10 @@ def search_select_retrain(
             pool.y, min(plan.bag_folds, len(pool)), generator=generator,
             stratify=task.kind == "classification",
         ).to(pool.y.device)
-        folds = [(pool[fold_of != f], pool[fold_of == f], fold_of == f) for f in range(int(fold_of.max()) + 1)]
+        folds = [
+            (pool[fold_of != f], pool[fold_of == f], fold_of == f)
+            for f in range(int(fold_of.max()) + 1)
+        ]
         held_out_y = pool.y
     else:
         folds, held_out_y = [(train, val_data, None)], val_data.y
@@ -387,7 +397,9 @@ def search_select_retrain(
         bar.close()
     timings["retrain_s"] = budget.elapsed() - mark
     mark = budget.elapsed()
-    model, info["ensemble_val"] = ensemble(members, y=held_out_y, task=task, size=plan.ensemble_size)
+    model, info["ensemble_val"] = ensemble(
+        members, y=held_out_y, task=task, size=plan.ensemble_size
+    )
     info["bag_folds"] = len(folds) if plan.bag_folds else 0
     timings["ensemble_s"] = budget.elapsed() - mark
     lead = max(members, key=lambda m: m.weight)  # ties go to the earlier candidate
@@ -399,7 +411,9 @@ def search_select_retrain(
 
 
 def _concat(a: TensorData, b: TensorData) -> TensorData:
-    return TensorData(*(torch.cat(pair) for pair in zip((a.x_num, a.x_cat, a.y), (b.x_num, b.x_cat, b.y))))
+    return TensorData(
+        *(torch.cat(pair) for pair in zip((a.x_num, a.x_cat, a.y), (b.x_num, b.x_cat, b.y)))
+    )
 
 
 def _needs_bins(plan: FitPlan, n_num_features: int) -> bool:

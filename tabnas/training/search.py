@@ -108,7 +108,8 @@ class SupernetTrainer:
         score_rows = torch.randperm(len(arch_data), generator=generator)[:n_score].sort().values
         self.score_data = arch_data[score_rows.to(arch_data.y.device)]
         self.optimizer = make_weight_optimizer(
-            supernet, lr=config.lr, weight_decay=config.weight_decay, exclude=supernet.arch_parameters()
+            supernet, lr=config.lr, weight_decay=config.weight_decay,
+            exclude=supernet.arch_parameters(),
         )
         self._names = {id(p): n for n, p in supernet.named_parameters()}
         self.alpha_start = supernet.alpha.detach().clone()
@@ -130,7 +131,9 @@ class SupernetTrainer:
         return min(max(math.ceil(len(self.weight_data) / self.config.batch_size), 5), 50)
 
     # ---- one step ----------------------------------------------------------------------
-    def loss(self, batch: TensorData, weights: Tensor, params: dict[str, Tensor] | None = None) -> Tensor:
+    def loss(
+        self, batch: TensorData, weights: Tensor, params: dict[str, Tensor] | None = None
+    ) -> Tensor:
         """The :class:`~tabnas.nas.strategies.base.BatchLoss` the strategies call.
 
         Fixed edges keep their one-hot choice whatever weights the strategy proposes.
@@ -193,7 +196,9 @@ class SupernetTrainer:
                     t, m, v = 1.0, (1 - beta1) * g, (1 - beta2) * g * g
                 correction1 = 1 - beta1**t
                 denominator = (v / (1 - beta2**t)).sqrt() + eps
-                stepped[name] = (p.detach() * (1 - lr * decay) - lr * (m / correction1) / denominator).detach()
+                stepped[name] = (
+                    p.detach() * (1 - lr * decay) - lr * (m / correction1) / denominator
+                ).detach()
                 xi[name] = lr * (1 - beta1) / correction1 / denominator
         return stepped, xi
 
@@ -272,7 +277,9 @@ class SupernetTrainer:
             **({} if finite else {"recovered": True}),
         )
         for callback in self.callbacks:
-            callback.on_epoch_end(EpochState(epoch=self.evaluations, row=row, best_epoch=self.evaluations))
+            callback.on_epoch_end(
+                EpochState(epoch=self.evaluations, row=row, best_epoch=self.evaluations)
+            )
         self.evaluations += 1
         return row
 

@@ -91,7 +91,8 @@ def tiny_index(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def one_torch_thread():
-    """One intra-op thread, as the runner gives each job on a small machine (and no oversubscription)."""
+    """One intra-op thread, as the runner gives each job on a small machine (and no
+    oversubscription)."""
     torch = pytest.importorskip("torch")
     saved = torch.get_num_threads()
     torch.set_num_threads(1)

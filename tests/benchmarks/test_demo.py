@@ -20,7 +20,8 @@ def test_demo_prints_and_saves_real_results(tmp_path, capsys):
     common = {"categorical_columns": ["colour"], "drop_columns": ["id"], "na_values": [""]}
     index = write_index(tmp_path, [
         {"name": "credit_g", "file": "clf.csv", "target": "label", "task": "binclass", **common},
-        {"name": "california_housing", "file": "reg.csv", "target": "y_reg", "task": "regression", **common},
+        {"name": "california_housing", "file": "reg.csv", "target": "y_reg",
+         "task": "regression", **common},
     ])
     out = tmp_path / "demo"
     rows = demo.main(["--out", str(out), "--datasets-index", str(index)])

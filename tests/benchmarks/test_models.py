@@ -49,7 +49,8 @@ def tiny_data(task: str, n: int = 160, seed: int = 0):
 
 
 @pytest.mark.parametrize(
-    "name", ["dummy", "xgboost", "lightgbm", "catboost", "resnet", "ft_transformer", "tabm", "realmlp"]
+    "name",
+    ["dummy", "xgboost", "lightgbm", "catboost", "resnet", "ft_transformer", "tabm", "realmlp"],
 )
 @pytest.mark.parametrize("task", ["binclass", "multiclass", "regression"])
 def test_baselines(name, task):
@@ -85,13 +86,17 @@ def test_tabm_members_train_on_their_own_losses_and_predict_their_mean():
     import torch
 
     X, y, X_val, y_val, X_test = tiny_data("multiclass")
-    model = make_model("tabm", FAST["tabm"], task="multiclass", n_classes=3, seed=0).fit(X, y, X_val, y_val)
+    model = make_model("tabm", FAST["tabm"], task="multiclass", n_classes=3, seed=0).fit(
+        X, y, X_val, y_val
+    )
     assert model.model_.k == 4
     inputs = model._tensors(X_test)
     model.model_.eval()
     with torch.inference_mode():
         members = model.model_(*inputs).softmax(-1)  # (batch, k, classes)
-    np.testing.assert_allclose(model.predict_proba(X_test), members.mean(dim=1).double().numpy(), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        model.predict_proba(X_test), members.mean(dim=1).double().numpy(), rtol=1e-4, atol=1e-6
+    )
 
 
 def test_every_model_registers_what_the_harness_needs():
@@ -100,7 +105,11 @@ def test_every_model_registers_what_the_harness_needs():
     assert {"dummy", "xgboost", "lightgbm", "catboost", "resnet", "ft_transformer", "tabm",
             "realmlp", "tabnas", "search_value"} <= set(MODEL_REGISTRY)
     for family, cls in MODEL_REGISTRY.items():
-        assert cls.family == family and isinstance(cls.package, str) and isinstance(cls.options(), frozenset)
+        assert (
+            cls.family == family
+            and isinstance(cls.package, str)
+            and isinstance(cls.options(), frozenset)
+        )
     assert adapter_class("tabnas-fast").uses_torch and not adapter_class("lightgbm").uses_torch
     # tabnas takes exactly its estimator's parameters, less what the harness sets
     from tabnas import TabNASRegressor

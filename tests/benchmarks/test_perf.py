@@ -9,12 +9,18 @@ from benchmarks import perf
 
 @pytest.mark.slow  # about a minute: two sections, each in its own process
 def test_perf_reports_the_supernet_against_its_parts_and_the_points_against_rtdl(tmp_path):
-    report = perf.main(["--out", str(tmp_path), "--sections", "supernet", "discrete", "--preset", "fast"])
+    report = perf.main(
+        ["--out", str(tmp_path), "--sections", "supernet", "discrete", "--preset", "fast"]
+    )
     supernet = report["sections"]["supernet"]
     assert "error" not in supernet, supernet
-    parts = supernet["shell_step_ms"] + supernet["n_edges"] * sum(supernet["op_alone_step_ms"].values())
+    parts = (
+        supernet["shell_step_ms"] + supernet["n_edges"] * sum(supernet["op_alone_step_ms"].values())
+    )
     assert supernet["sum_of_parts_ms"] == pytest.approx(parts)
-    assert supernet["supernet_over_parts"] == pytest.approx(supernet["supernet_step_ms"] / supernet["sum_of_parts_ms"])
+    assert supernet["supernet_over_parts"] == pytest.approx(
+        supernet["supernet_step_ms"] / supernet["sum_of_parts_ms"]
+    )
     assert supernet["peak_rss_mb"] > 0 and "load_average" in supernet
     discrete = report["sections"]["discrete"]
     # the FT-Transformer point has rtdl's parameters up to the [CLS] readout's own norm
@@ -23,5 +29,7 @@ def test_perf_reports_the_supernet_against_its_parts_and_the_points_against_rtdl
     saved = json.loads((tmp_path / "perf.json").read_text())
     assert set(saved["sections"]) == {"supernet", "discrete"}
     table = (tmp_path / "perf.md").read_text()
-    assert "training step vs its parts alone" in table and "ft_transformer point step vs rtdl" in table
+    assert (
+        "training step vs its parts alone" in table and "ft_transformer point step vs rtdl" in table
+    )
 

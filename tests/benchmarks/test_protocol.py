@@ -1,4 +1,5 @@
-"""The split protocol: 64/16/20, stratified, a cap that keeps rare classes, same rows for every model."""
+"""The split protocol: 64/16/20, stratified, a cap that keeps rare classes, same rows for
+every model."""
 
 from __future__ import annotations
 

@@ -28,7 +28,8 @@ def test_one_job_scores_every_arm_on_the_same_test_split(tiny_index, tmp_path, d
     randoms = [a for a in arms if a.startswith("random-")]
     assert set(arms) == {*SEARCH_ARMS, "darts-argmax", *POINTS, *randoms} and len(randoms) >= 2
     metric = "rmse" if row["task"] == "regression" else "accuracy"
-    assert row[metric] == arms["darts-pt"]["test"][metric]  # the row's own score is the default arm's
+    # the row's own score is the default arm's
+    assert row[metric] == arms["darts-pt"]["test"][metric]
     assert arms["ft-point"]["ops"] == ["attention", "ffn"] * 2
     assert arms["resnet-point"]["ops"] == ["resnet", "skip"] * 2
     assert arms["fixed-alpha-pt"]["alpha_shift"] == 0.0 < arms["darts-pt"]["alpha_shift"]
@@ -37,12 +38,18 @@ def test_one_job_scores_every_arm_on_the_same_test_split(tiny_index, tmp_path, d
 
     (tmp_path / "results.jsonl").write_text(json.dumps(row, default=str) + "\n")
     text = report(tmp_path / "results.jsonl")
-    assert f"| {dataset} |" in text and "Discretisation gap" in text and "decided on validation" in text
+    assert (
+        f"| {dataset} |" in text
+        and "Discretisation gap" in text
+        and "decided on validation" in text
+    )
 
 
 def test_random_search_at_equal_time_takes_the_best_on_val_within_the_budget():
     def arm(time, val, test, **extra):
-        return {"fit_time_s": time, "val_score": val, "test": {"accuracy": test}, "ops": [], **extra}
+        return {
+            "fit_time_s": time, "val_score": val, "test": {"accuracy": test}, "ops": [], **extra
+        }
 
     search = {"supernet_val": 0.5, "search_steps": 10, "alpha_shift": 0.0}
     arms = {
@@ -58,6 +65,9 @@ def test_random_search_at_equal_time_takes_the_best_on_val_within_the_budget():
     }
     summary = summarise_job(arms, "binclass", "darts-pt")
     assert summary["test:random-search@darts-pt"] == 0.63 and summary["n_random@darts-pt"] == 3
-    assert summary["test:random-search@fixed-alpha-pt"] == 0.61 and summary["n_random@fixed-alpha-pt"] == 1
+    assert (
+        summary["test:random-search@fixed-alpha-pt"] == 0.61
+        and summary["n_random@fixed-alpha-pt"] == 1
+    )
     assert summary["test:random-median"] == pytest.approx(0.625)
     assert summary["gap:darts-pt"] == pytest.approx(0.3)

@@ -14,7 +14,9 @@ def test_every_embedding_maps_features_to_vectors(name):
 
 def test_embeddings_are_the_packages_own_modules():
     x = torch.randn(64, 2)
-    assert isinstance(make_num_embedding("periodic", n_features=2, d_embedding=8), PeriodicEmbeddings)
+    assert isinstance(
+        make_num_embedding("periodic", n_features=2, d_embedding=8), PeriodicEmbeddings
+    )
     ple = make_num_embedding("piecewise_linear", n_features=2, d_embedding=8, bins=quantile_bins(x))
     assert isinstance(ple, PiecewiseLinearEmbeddings) and ple.linear0 is not None  # version "B"
 
@@ -25,11 +27,15 @@ def test_piecewise_linear_needs_bins_and_unknown_names_list_the_registered():
     with pytest.raises(ValueError, match="registered: .*periodic"):
         make_num_embedding("fourier", n_features=2, d_embedding=8)
     with pytest.raises(ValueError, match="bins for 1 features"):
-        make_num_embedding("piecewise_linear", n_features=2, d_embedding=8, bins=quantile_bins(torch.randn(9, 1)))
+        make_num_embedding(
+            "piecewise_linear", n_features=2, d_embedding=8, bins=quantile_bins(torch.randn(9, 1))
+        )
 
 
 def test_quantile_bins_survive_constant_binary_and_tiny_columns():
-    x = torch.stack([torch.randn(100), torch.full((100,), 3.0), (torch.arange(100) % 2).float()], dim=1)
+    x = torch.stack(
+        [torch.randn(100), torch.full((100,), 3.0), (torch.arange(100) % 2).float()], dim=1
+    )
     bins = quantile_bins(x, n_bins=10)
     assert len(bins[0]) == 11 and bool((bins[0][1:] > bins[0][:-1]).all())
     assert bins[1].tolist() == [2.5, 3.5]  # one bin around the constant

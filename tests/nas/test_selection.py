@@ -55,7 +55,10 @@ def planted(needed: dict, needed_inputs: dict | None = None):
 def test_pt_keeps_the_necessary_op_where_argmax_keeps_skip():
     net = supernet()
     edges = net.space.edges  # ((0,1), (0,2), (1,2))
-    needed = {(0, 0): "ffn", (0, 1): "resnet", (0, 2): "attention", (1, 0): "linear", (1, 1): "ffn", (1, 2): "resnet"}
+    needed = {
+        (0, 0): "ffn", (0, 1): "resnet", (0, 2): "attention",
+        (1, 0): "linear", (1, 1): "ffn", (1, 2): "resnet",
+    }
     # Node 2 keeps one input: keep 1->2 in cell 0, 0->2 in cell 1.
     needed_inputs = {(0, 2): (0, edges.index((1, 2))), (1, 2): (1, edges.index((0, 2)))}
     evaluate, calls = planted(needed, needed_inputs)
@@ -81,7 +84,9 @@ def test_pt_keeps_the_necessary_op_where_argmax_keeps_skip():
     # Each op decision scores the base supernet and every non-'none' op.
     assert len(calls) == 6 * 6 + 2 * 3
 
-    argmax_arch, argmax_trace = ArgmaxSelector().select(supernet(), SelectionContext(evaluate=evaluate))
+    argmax_arch, argmax_trace = ArgmaxSelector().select(
+        supernet(), SelectionContext(evaluate=evaluate)
+    )
     assert set(argmax_arch.ops) == {"skip"} and argmax_trace == []
 
 
@@ -89,7 +94,9 @@ def test_pt_edge_order_is_random_but_seeded():
     orders = []
     for seed in (0, 0, 1):
         evaluate, _ = planted({})
-        _, trace = PerturbationSelector().select(supernet(), SelectionContext(evaluate=evaluate, seed=seed))
+        _, trace = PerturbationSelector().select(
+            supernet(), SelectionContext(evaluate=evaluate, seed=seed)
+        )
         orders.append([(r.cell, r.edge) for r in trace if r.kind == "op"])
     assert orders[0] == orders[1]
     assert orders[0] != orders[2]
@@ -97,9 +104,9 @@ def test_pt_edge_order_is_random_but_seeded():
 
 
 def test_accuracy_criterion_breaks_ties_by_loss():
-    selector = PerturbationSelector(criterion="accuracy")
-    assert selector.harm({"accuracy": 0.5, "loss": 2.0}) > selector.harm({"accuracy": 0.5, "loss": 1.0})
-    assert selector.harm({"accuracy": 0.4, "loss": 0.1}) > selector.harm({"accuracy": 0.5, "loss": 9.0})
+    harm = PerturbationSelector(criterion="accuracy").harm
+    assert harm({"accuracy": 0.5, "loss": 2.0}) > harm({"accuracy": 0.5, "loss": 1.0})
+    assert harm({"accuracy": 0.4, "loss": 0.1}) > harm({"accuracy": 0.5, "loss": 9.0})
 
 
 def test_time_limit_falls_back_to_argmax_for_the_rest():
@@ -110,7 +117,9 @@ def test_time_limit_falls_back_to_argmax_for_the_rest():
         count["n"] += 1
         return count["n"] > 2
 
-    arch, trace = PerturbationSelector().select(supernet(), SelectionContext(evaluate=evaluate, expired=expired))
+    arch, trace = PerturbationSelector().select(
+        supernet(), SelectionContext(evaluate=evaluate, expired=expired)
+    )
     assert isinstance(trace[-1], Fallback) and trace[-1].reason == "time_limit"
     assert 1 <= len([r for r in trace if r.kind == "op"]) < 6
     assert len(arch.cells) == 2
@@ -128,7 +137,9 @@ def test_criterion_comes_from_the_context_unless_the_selector_sets_it():
     by_context, _ = PerturbationSelector().select(
         supernet(), SelectionContext(evaluate=evaluate, criterion="accuracy")
     )
-    by_loss, _ = PerturbationSelector().select(supernet(), SelectionContext(evaluate=evaluate, criterion="loss"))
+    by_loss, _ = PerturbationSelector().select(
+        supernet(), SelectionContext(evaluate=evaluate, criterion="loss")
+    )
     overridden, _ = PerturbationSelector(criterion="loss").select(
         supernet(), SelectionContext(evaluate=evaluate, criterion="accuracy")
     )
@@ -151,9 +162,16 @@ def test_trace_records_become_json_safe_dicts():
     import json
 
     evaluate, _ = planted({(0, 0): "ffn"}, {})
-    _, trace = PerturbationSelector(criterion="loss").select(supernet(), SelectionContext(evaluate=evaluate))
+    _, trace = PerturbationSelector(criterion="loss").select(
+        supernet(), SelectionContext(evaluate=evaluate)
+    )
     rows = trace_to_dicts(trace)
     assert [row["kind"] for row in rows] == [r.kind for r in trace]
-    first = next(row for row in rows if row["kind"] == "op" and row["cell"] == 0 and row["edge"] == 0)
-    assert first["kept"] == "ffn" and set(first["damage"]) == {"attention", "ffn", "resnet", "linear", "skip"}
+    first = next(
+        row for row in rows if row["kind"] == "op" and row["cell"] == 0 and row["edge"] == 0
+    )
+    assert (
+        first["kept"] == "ffn"
+        and set(first["damage"]) == {"attention", "ffn", "resnet", "linear", "skip"}
+    )
     json.dumps(rows)

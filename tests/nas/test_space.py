@@ -51,7 +51,10 @@ def test_invalid_architectures_are_refused():
 
 def test_dead_nodes_are_not_built():
     # n2 reads the input directly, so n1 feeds nothing and costs nothing.
-    arch = Architecture(cells=(((Edge(0, "resnet"),), (Edge(0, "ffn"),)),), settings=OpSettings(d_token=8, n_heads=2))
+    arch = Architecture(
+        cells=(((Edge(0, "resnet"),), (Edge(0, "ffn"),)),),
+        settings=OpSettings(d_token=8, n_heads=2),
+    )
     assert arch.live_nodes(0) == frozenset({0, 2})
     assert arch.ops == ("ffn",)
     net = DiscreteNetwork(architecture=arch, n_num_features=3, cat_cardinalities=[], d_out=1)
@@ -64,7 +67,8 @@ def test_ft_transformer_is_a_point_of_the_space_with_rtdl_parameter_count():
     assert space.contains(arch)
     net = DiscreteNetwork(architecture=arch, n_num_features=5, cat_cardinalities=[3, 7], d_out=4)
     reference = rtdl.FTTransformer(
-        n_cont_features=5, cat_cardinalities=[3, 7], d_out=4, **rtdl.FTTransformer.get_default_kwargs(3)
+        n_cont_features=5, cat_cardinalities=[3, 7], d_out=4,
+        **rtdl.FTTransformer.get_default_kwargs(3),
     )
     # rtdl drops the first block's attention LayerNorm; our attention op always has it.
     d = arch.settings.d_token
@@ -80,7 +84,9 @@ def test_ft_transformer_is_a_point_of_the_space_with_rtdl_parameter_count():
 
 def test_resnet_is_a_point_of_the_space_with_rtdl_block_sizes():
     arch = Architecture.resnet(n_blocks=2, d_token=8, d_hidden=96)
-    space = SearchSpace(n_cells=2, n_nodes=1, ops=("resnet", "skip", "none"), settings=arch.settings)
+    space = SearchSpace(
+        n_cells=2, n_nodes=1, ops=("resnet", "skip", "none"), settings=arch.settings
+    )
     assert space.contains(arch)
     net = DiscreteNetwork(architecture=arch, n_num_features=6, cat_cardinalities=[], d_out=1)
     n_tokens = 1 + 6
@@ -172,7 +178,9 @@ def test_tabm_architectures_round_trip_and_old_dicts_still_load():
 
 
 def test_candidates_are_the_selected_cells_and_a_tabm_point_per_embedding():
-    space = SearchSpace(num_embeddings=("piecewise_linear", "periodic"), backbones=("cells", "tabm"))
+    space = SearchSpace(
+        num_embeddings=("piecewise_linear", "periodic"), backbones=("cells", "tabm")
+    )
     selected = space.chain(["attention", "ffn"])
     assert selected.num_embedding == "piecewise_linear"  # the supernet's embedding
     candidates = space.candidates(selected)

@@ -20,7 +20,9 @@ from tabnas.training.data import TensorData
 
 def tiny_supernet():
     settings = OpSettings(d_token=4, n_heads=1, attention_dropout=0.0, ffn_dropout=0.0)
-    space = SearchSpace(n_cells=1, n_nodes=2, ops=("linear", "ffn", "skip", "none"), settings=settings)
+    space = SearchSpace(
+        n_cells=1, n_nodes=2, ops=("linear", "ffn", "skip", "none"), settings=settings
+    )
     torch.manual_seed(0)
     net = SuperNetwork(space=space, n_num_features=3, cat_cardinalities=[], d_out=1).double()
     with torch.no_grad():
@@ -73,14 +75,18 @@ def test_every_strategy_moves_only_alpha(name):
     strategy = make_strategy(name).bind(net)
     weights_before = [p.detach().clone() for p in net.weight_parameters()]
     alpha_before = net.alpha.detach().clone()
-    stats = strategy.arch_step(make_loss(net), data(16, 1), data(16, 2), virtual_step=virtual_sgd(net, 0.01))
+    stats = strategy.arch_step(
+        make_loss(net), data(16, 1), data(16, 2), virtual_step=virtual_sgd(net, 0.01)
+    )
     if strategy.updates_alpha:
         assert stats["arch_loss"] > 0
         assert not torch.equal(net.alpha, alpha_before)
     else:  # fixed-alpha: uniform mixing weights, never moved
         assert stats == {}
         assert torch.equal(net.alpha, torch.zeros_like(net.alpha))
-        assert torch.allclose(strategy.mixing_weights(), torch.full_like(net.alpha, 0.25, dtype=torch.float64))
+        assert torch.allclose(
+            strategy.mixing_weights(), torch.full_like(net.alpha, 0.25, dtype=torch.float64)
+        )
     for before, after in zip(weights_before, net.weight_parameters()):
         assert torch.equal(before, after)
     assert strategy.mixing_weights().shape == net.alpha.shape
@@ -100,13 +106,16 @@ def test_second_order_gradient_matches_exact_autograd():
     mixing = torch.softmax(net.alpha, dim=-1)
     grads = torch.autograd.grad(loss(train, mixing), weights, create_graph=True, allow_unused=True)
     virtual = [
-        w - xi * ((g if g is not None else torch.zeros_like(w)) + wd * w) for w, g in zip(weights, grads)
+        w - xi * ((g if g is not None else torch.zeros_like(w)) + wd * w)
+        for w, g in zip(weights, grads)
     ]
     val_loss = loss(val, torch.softmax(net.alpha, dim=-1), dict(zip(names, virtual)))
     (exact,) = torch.autograd.grad(val_loss, [net.alpha])
 
     (first_order,) = torch.autograd.grad(
-        loss(val, torch.softmax(net.alpha, dim=-1), dict(zip(names, [v.detach() for v in virtual]))),
+        loss(
+            val, torch.softmax(net.alpha, dim=-1), dict(zip(names, [v.detach() for v in virtual]))
+        ),
         [net.alpha],
     )
     # The second-order term matters here, so matching it is a real check.

@@ -6,7 +6,9 @@ from tabnas.nas.ops import OpSettings
 from tabnas.nas.space import SearchSpace
 from tabnas.nas.supernet import SuperNetwork
 
-SETTINGS = OpSettings(d_token=8, n_heads=2, attention_dropout=0.0, ffn_dropout=0.0, resnet_dropout=0.0)
+SETTINGS = OpSettings(
+    d_token=8, n_heads=2, attention_dropout=0.0, ffn_dropout=0.0, resnet_dropout=0.0
+)
 
 
 def make(space=None, **kw):
@@ -60,7 +62,9 @@ def test_fully_fixed_supernet_equals_its_discrete_network():
                 net.remove_edge(c, e)
     arch = net.to_architecture()
     assert arch.ops == ("attention", "ffn", "resnet", "linear")
-    discrete = DiscreteNetwork(architecture=arch, n_num_features=3, cat_cardinalities=[4], d_out=2).eval()
+    discrete = DiscreteNetwork(
+        architecture=arch, n_num_features=3, cat_cardinalities=[4], d_out=2
+    ).eval()
     # Copy the chosen ops' weights into the discrete network and compare outputs.
     state = {}
     for key, value in net.state_dict().items():
@@ -107,7 +111,9 @@ def test_ops_with_zero_weight_are_not_run():
     for cell in net.cells:
         for mixed in cell:
             for name, op in mixed.ops.items():
-                op.register_forward_hook(lambda *_, name=name: calls.__setitem__(name, calls[name] + 1))
+                op.register_forward_hook(
+                    lambda *_, name=name: calls.__setitem__(name, calls[name] + 1)
+                )
     weights = torch.zeros(2, 3, 6)
     weights[..., net.space.ops.index("ffn")] = 1.0  # a one-path mixture: only ffn weighs
     weights[0, 0, net.space.ops.index("attention")] = 0.5

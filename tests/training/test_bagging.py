@@ -23,7 +23,9 @@ def test_folds_partition_the_rows_evenly_and_keep_class_proportions():
         assert int(per_fold.max() - per_fold.min()) <= 1  # each class dealt evenly
     again = fold_assignment(y, 4, generator=torch.Generator().manual_seed(0), stratify=True)
     assert torch.equal(folds, again)
-    plain = fold_assignment(torch.randn(10), 3, generator=torch.Generator().manual_seed(1), stratify=False)
+    plain = fold_assignment(
+        torch.randn(10), 3, generator=torch.Generator().manual_seed(1), stratify=False
+    )
     assert sorted(torch.bincount(plain).tolist()) == [3, 3, 4]
 
 
@@ -47,7 +49,9 @@ def test_bagged_candidates_are_weighted_on_out_of_fold_outputs():
     x = torch.randn(90, 3, generator=g)
     y = x[:, 0] - 0.5 * x[:, 1]
     data = TensorData(x, torch.zeros(90, 0, dtype=torch.long), y)
-    architecture = Architecture.tabm(MLPSettings(n_blocks=1, d_block=16, k=2), num_embedding="linear")
+    architecture = Architecture.tabm(
+        MLPSettings(n_blocks=1, d_block=16, k=2), num_embedding="linear"
+    )
     plan = FitPlan(
         space=SearchSpace(), search=SearchConfig(batch_size=16, lr=1e-3, weight_decay=0.0),
         strategy="darts", selection="pt", selection_criterion="score", max_epochs=3, patience=2,
@@ -57,7 +61,8 @@ def test_bagged_candidates_are_weighted_on_out_of_fold_outputs():
     device = resolve_device("cpu")
     result = search_select_retrain(
         plan, weight_data=data[:35], arch_data=data[35:70], val_data=data[70:],
-        n_num_features=3, cat_cardinalities=[], task=task, device=device, seed=0, budget=Budget(None),
+        n_num_features=3, cat_cardinalities=[], task=task, device=device, seed=0,
+        budget=Budget(None),
     )
     (member,) = result.members
     assert result.search_info["bag_folds"] == 3 and len(member.results) == 3

@@ -20,7 +20,8 @@ def test_one_round_is_plain_selection_of_the_best_candidate():
 
 def test_complementary_candidates_are_mixed_and_beat_each_alone():
     y = torch.zeros(100)
-    high, low = torch.ones(100, 1), -torch.ones(100, 1)  # each is off by one, in opposite directions
+    # each is off by one, in opposite directions
+    high, low = torch.ones(100, 1), -torch.ones(100, 1)
     selection = greedy_ensemble([high, low], y, REG, size=10)
     assert selection.weights == (0.5, 0.5)
     assert selection.val_loss[-1] == 0.0 < selection.val_loss[0] == 1.0
@@ -68,7 +69,11 @@ def test_the_ensemble_model_averages_probabilities_of_members_and_of_their_membe
     expected = 0.25 * a.softmax(-1) + 0.75 * b.softmax(-1).mean(dim=1)
     out = model(torch.zeros(1, 1), torch.zeros(1, 0, dtype=torch.long))
     assert torch.allclose(out.softmax(-1), expected)
-    reg = EnsembleModel([_Fixed(torch.tensor([[1.0]])), _Fixed(torch.tensor([[[2.0], [4.0]]]))], [0.5, 0.5], task=REG)
+    reg = EnsembleModel(
+        [_Fixed(torch.tensor([[1.0]])), _Fixed(torch.tensor([[[2.0], [4.0]]]))],
+        [0.5, 0.5],
+        task=REG,
+    )
     assert reg(None, None).tolist() == [[2.0]]
     assert "0.50 x" in repr(reg)
     with pytest.raises(ValueError, match="positive weight"):
@@ -82,5 +87,7 @@ def test_members_train_on_the_mean_of_their_losses_not_the_loss_of_the_mean():
     assert torch.isclose(CLS.loss(output, y), (members[0] + members[1]) / 2)
     combined = CLS.combine(output)
     assert torch.allclose(combined.softmax(-1), output.softmax(-1).mean(dim=1))
-    assert CLS.metrics(output, y)["loss"] == pytest.approx(float(torch.nn.functional.cross_entropy(combined, y)))
+    assert CLS.metrics(output, y)["loss"] == pytest.approx(
+        float(torch.nn.functional.cross_entropy(combined, y))
+    )
     assert REG.combine(torch.tensor([[[1.0], [3.0]]])).tolist() == [[2.0]]

@@ -72,7 +72,9 @@ def test_a_non_finite_loss_restores_the_last_good_weights_and_lowers_the_lr():
     task = Task(kind="regression", d_out=1)
     history = History()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e3)  # diverges at once
-    with pytest.warns(RuntimeWarning, match=r"not finite in epoch \d+; restored the last good weights"):
+    with pytest.warns(
+        RuntimeWarning, match=r"not finite in epoch \d+; restored the last good weights"
+    ):
         result = fit_network(
             model, train=data(64, 0), val=data(32, 1), task=task, optimizer=optimizer,
             max_epochs=30, batch_size=16, generator=torch.Generator().manual_seed(0), config=CPU,

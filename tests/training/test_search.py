@@ -26,10 +26,15 @@ def classification_data(n, seed):
 
 def trainer(strategy="darts", seed=0, **config):
     torch.manual_seed(seed)
-    settings = OpSettings(d_token=8, n_heads=2, resnet_d_hidden=16, resnet_dropout=0.3, ffn_dropout=0.2)
+    settings = OpSettings(
+        d_token=8, n_heads=2, resnet_d_hidden=16, resnet_dropout=0.3, ffn_dropout=0.2
+    )
     space = SearchSpace(n_cells=1, n_nodes=2, node_inputs=2, ops=OPS, settings=settings)
     net = SuperNetwork(space=space, n_num_features=3, cat_cardinalities=[], d_out=2)
-    defaults = dict(batch_size=32, lr=3e-3, weight_decay=1e-5, min_steps=10, max_steps=40, warmup_steps=0, patience=2)
+    defaults = dict(
+        batch_size=32, lr=3e-3, weight_decay=1e-5, min_steps=10, max_steps=40, warmup_steps=0,
+        patience=2,
+    )
     return SupernetTrainer(
         net,
         make_strategy(strategy).bind(net),
@@ -64,7 +69,9 @@ def test_scoring_writes_no_buffer_and_ignores_what_ran_before():
     with torch.no_grad():
         t.supernet.train()
         for _ in range(5):
-            t.supernet(torch.randn(64, 3) * 5 + 3, torch.zeros(64, 0, dtype=torch.long), weights=weights)
+            t.supernet(
+                torch.randn(64, 3) * 5 + 3, torch.zeros(64, 0, dtype=torch.long), weights=weights
+            )
     assert any(not torch.equal(v, before[n]) for n, v in buffers(t.supernet).items())
     t._cache = None
     assert t.evaluate(weights) == first
@@ -85,7 +92,11 @@ def test_search_runs_between_min_and_max_steps_and_stops_on_patience():
     assert 10 <= steps < 400 and steps == rows[-1]["step"]
     # Stopped exactly `patience` evaluations after the last improvement (by at least
     # 1e-4 relative), and not before: every earlier window of `patience` improved.
-    best_at = [i for i in range(len(losses)) if losses[i] < min(losses[:i], default=float("inf")) * (1 - 1e-4)]
+    best_at = [
+        i
+        for i in range(len(losses))
+        if losses[i] < min(losses[:i], default=float("inf")) * (1 - 1e-4)
+    ]
     assert len(losses) - 1 - best_at[-1] == 2
     assert len(best_at) > 1 and steps > 10  # it learnt past the first evaluation and past min_steps
     assert all(r["step"] % 5 == 0 for r in rows)
@@ -167,7 +178,9 @@ def test_second_order_darts_through_the_trainers_own_loss_with_dropout_on():
     torch.manual_seed(124)
     other_masks, _ = strategy.arch_gradient(t.loss, train, val, virtual_step=t.virtual_step)
     assert not torch.allclose(other_masks, approx)  # dropout is really on
-    assert torch.allclose(approx, exact, rtol=1e-4, atol=1e-7), (approx - exact).norm() / exact.norm()
+    assert torch.allclose(approx, exact, rtol=1e-4, atol=1e-7), (
+        (approx - exact).norm() / exact.norm()
+    )
     assert stats["second_order_ratio"] > 0
 
 
@@ -230,7 +243,9 @@ def test_a_recovery_during_selection_keeps_the_decisions_made():
     with pytest.warns(RuntimeWarning, match="not finite in the select phase"):
         t.tune()
     assert t.history.rows[-1]["recovered"] and all_finite(t.supernet)
-    assert torch.equal(t.supernet.fixed, decisions[0]) and torch.equal(t.supernet.kept, decisions[1])
+    assert (
+        torch.equal(t.supernet.fixed, decisions[0]) and torch.equal(t.supernet.kept, decisions[1])
+    )
     assert t.lr_scale == pytest.approx(0.1)
     t.tune()  # the next tuning interval runs at a tenth of the planned lr
     assert t.optimizer.param_groups[0]["lr"] < 0.1 * t.config.lr * t.config.tune_lr_ratio[0]

@@ -55,13 +55,17 @@ class PerturbationSelector(Selector):
         )
         return space.n_cells * space.n_edges + inputs
 
-    def harm(self, scores: dict[str, float], criterion: Criterion | None = None) -> tuple[float, ...]:
+    def harm(
+        self, scores: dict[str, float], criterion: Criterion | None = None
+    ) -> tuple[float, ...]:
         """How bad a supernet scores; larger is worse."""
         if (criterion or self.criterion) == "accuracy":
             return (-scores["accuracy"], scores["loss"])
         return (scores["loss"],)
 
-    def damage(self, base: dict[str, float], scores: dict[str, float], criterion: Criterion | None = None) -> float:
+    def damage(
+        self, base: dict[str, float], scores: dict[str, float], criterion: Criterion | None = None
+    ) -> float:
         """The damage a removal did: accuracy lost, or loss gained."""
         if (criterion or self.criterion) == "accuracy":
             return base["accuracy"] - scores["accuracy"]
@@ -71,7 +75,9 @@ class PerturbationSelector(Selector):
         self, supernet: SuperNetwork, context: SelectionContext
     ) -> tuple[Architecture, list[Decision]]:
         criterion = self.criterion or context.criterion
-        evaluate, tune, seed, expired = context.evaluate, context.tune, context.seed, context.expired
+        evaluate, tune, seed, expired = (
+            context.evaluate, context.tune, context.seed, context.expired
+        )
         space = supernet.space
         trace: list[Decision] = []
         edges = shuffled(
@@ -80,7 +86,9 @@ class PerturbationSelector(Selector):
         nodes = shuffled(
             [(c, t) for c in range(space.n_cells) for t in range(1, space.n_nodes + 1)], seed + 1
         )
-        node_decisions = [(c, t) for c, t in nodes if len(incoming_edges(supernet, c, t)) > space.node_inputs]
+        node_decisions = [
+            (c, t) for c, t in nodes if len(incoming_edges(supernet, c, t)) > space.node_inputs
+        ]
         n_decisions = self.n_decisions(supernet)
 
         def decided() -> None:
@@ -94,14 +102,22 @@ class PerturbationSelector(Selector):
             decided()
         for c, target in node_decisions:
             while len(incoming_edges(supernet, c, target)) > space.node_inputs and not expired():
-                trace.append(self._prune_input(supernet, evaluate, criterion, c, target, step=len(trace)))
+                trace.append(
+                    self._prune_input(supernet, evaluate, criterion, c, target, step=len(trace))
+                )
                 decided()
         if expired():  # whatever is left goes by the DARTS rule
             trace.append(Fallback(step=len(trace), reason="time_limit"))
         return argmax_select(supernet), trace
 
     def _decide_op(
-        self, supernet: SuperNetwork, evaluate: Evaluate, criterion: Criterion, c: int, e: int, step: int
+        self,
+        supernet: SuperNetwork,
+        evaluate: Evaluate,
+        criterion: Criterion,
+        c: int,
+        e: int,
+        step: int,
     ) -> OpDecision:
         base_weights = supernet.default_weights().detach()
         base = evaluate(base_weights)
@@ -120,7 +136,13 @@ class PerturbationSelector(Selector):
         )
 
     def _prune_input(
-        self, supernet: SuperNetwork, evaluate: Evaluate, criterion: Criterion, c: int, target: int, step: int
+        self,
+        supernet: SuperNetwork,
+        evaluate: Evaluate,
+        criterion: Criterion,
+        c: int,
+        target: int,
+        step: int,
     ) -> InputDecision:
         base_weights = supernet.default_weights().detach()
         base = evaluate(base_weights)

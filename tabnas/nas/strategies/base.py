@@ -19,7 +19,9 @@ class BatchLoss(Protocol):
     :func:`torch.func.functional_call` does; ``None`` uses the module's own.
     """
 
-    def __call__(self, batch, weights: Tensor, params: dict[str, Tensor] | None = None) -> Tensor: ...
+    def __call__(
+        self, batch, weights: Tensor, params: dict[str, Tensor] | None = None
+    ) -> Tensor: ...
 
 
 VirtualStep = Callable[[dict[str, Tensor]], tuple[dict[str, Tensor], dict[str, Tensor]]]
@@ -69,7 +71,10 @@ class SearchStrategy:
             STRATEGY_REGISTRY[cls.name] = cls
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(lr={self.lr!r}, betas={self.betas!r}, weight_decay={self.weight_decay!r})"
+        return (
+            f"{type(self).__name__}(lr={self.lr!r}, betas={self.betas!r},"
+            f" weight_decay={self.weight_decay!r})"
+        )
 
     def bind(self, supernet: SuperNetwork) -> SearchStrategy:
         """Attach to ``supernet`` and create the architecture optimizer; returns ``self``."""

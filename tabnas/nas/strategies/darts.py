@@ -46,7 +46,8 @@ class SecondOrderDARTS(SearchStrategy):
     really take, whose derivative with respect to the gradient is ``-xi`` (elementwise;
     for AdamW, its per-coordinate step size) -- the architecture gradient is
 
-        grad_alpha L_val(w', alpha) - grad_alpha < grad_w L_train(w, alpha), xi * grad_w' L_val(w', alpha) >.
+        grad_alpha L_val(w', alpha)
+            - grad_alpha < grad_w L_train(w, alpha), xi * grad_w' L_val(w', alpha) >.
 
     The second term is an exact Hessian-vector product by double backward through the
     same forward pass that gave ``grad_w L_train`` (so dropout masks are the same), not
@@ -69,7 +70,8 @@ class SecondOrderDARTS(SearchStrategy):
         train_grads = [
             _or_zero(g, w)
             for g, w in zip(
-                torch.autograd.grad(train_loss, weights, create_graph=True, allow_unused=True), weights
+                torch.autograd.grad(train_loss, weights, create_graph=True, allow_unused=True),
+                weights,
             )
         ]
         stepped, xi = virtual_step({n: g.detach() for n, g in zip(names, train_grads)})
@@ -87,7 +89,9 @@ class SecondOrderDARTS(SearchStrategy):
         stats = {
             "arch_loss": val_loss.detach(),
             "second_order_ratio": torch.where(
-                first > 0, hessian_vector.norm().detach() / first.clamp_min(1e-30), torch.zeros_like(first)
+                first > 0,
+                hessian_vector.norm().detach() / first.clamp_min(1e-30),
+                torch.zeros_like(first),
             ),
         }
         return d_alpha - hessian_vector, stats
