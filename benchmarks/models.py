@@ -100,9 +100,16 @@ class Adapter(ABC):
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if "family" in cls.__dict__:
-            if cls.family in MODEL_REGISTRY:
+            known = MODEL_REGISTRY.get(cls.family)
+            # a module run as a script (``python -m benchmarks.search_value``) is imported
+            # once more under its own name: the same class again, not a clash
+            again = known is not None and known.__qualname__ == cls.__qualname__ and (
+                "__main__" in (known.__module__, cls.__module__)
+            )
+            if known is not None and not again:
                 raise ValueError(f"a benchmark model named {cls.family!r} is already registered")
-            MODEL_REGISTRY[cls.family] = cls
+            if known is None or cls.__module__ != "__main__":
+                MODEL_REGISTRY[cls.family] = cls
 
     @classmethod
     def options(cls) -> frozenset[str]:

@@ -1,7 +1,8 @@
 """Where a fit's time goes: the engine against references, as ratios measured in one run.
 
     python -m benchmarks.perf --out docs/benchmarks/perf [--device auto|cpu|cuda]
-        [--sections supernet discrete predict rows features fit] [--preset medium]
+        [--sections supernet strategies discrete predict rows features fit]
+        [--preset medium]
 
 Every section runs in its own process (so its peak RSS is its own) and times ours and
 the reference side by side, on the same device and the same batches:
@@ -9,6 +10,8 @@ the reference side by side, on the same device and the same batches:
 - ``supernet``: one training step of the preset's supernet (forward, backward, clipping,
   AdamW) against the sum of its parts run alone: the tokenizer and readout, plus each
   candidate op on its own once per edge. Also DARTS's architecture step.
+- ``strategies``: one search step (architecture step + weight step, through the
+  trainer) of each search strategy, against DARTS's on the same supernet and batches.
 - ``discrete``: a training step of the FT-Transformer and ResNet points of the space
   against ``rtdl_revisiting_models``'s FTTransformer and ResNet of the same sizes.
 - ``predict``: rows per second of a fitted estimator's ``predict`` (preprocessing
@@ -55,8 +58,9 @@ from tabnas.training.data import TensorData
 from tabnas.training.loop import Task
 from tabnas.training.optim import make_weight_optimizer
 
-SECTIONS = ("supernet", "discrete", "predict", "rows", "features", "fit")
-QUICK = ("supernet", "discrete", "predict", "rows", "features")
+SECTIONS = ("supernet", "strategies", "discrete", "predict", "rows", "features", "fit")
+QUICK = ("supernet", "strategies", "discrete", "predict", "rows", "features")
+STRATEGIES = ("darts", "fixed-alpha", "gdas", "snas")
 BATCH = 256
 GRAD_CLIP = 5.0
 
@@ -208,6 +212,37 @@ def section_supernet(device: DeviceConfig, preset: str) -> dict[str, Any]:
         "supernet_over_parts": full / parts,
         "arch_step_ms": 1e3 * arch,
         "arch_over_weight_step": arch / full,
+    }
+
+
+def section_strategies(device: DeviceConfig, preset: str) -> dict[str, Any]:
+    """One search step (the strategy's architecture step, then the weight step) of each
+    strategy on the same supernet shape and batches, through the trainer itself."""
+    from tabnas.training.history import History
+    from tabnas.training.search import SearchConfig, SupernetTrainer
+
+    space = preset_space(preset)
+    x, y = synthetic(8192, 8)
+    data = TensorData(x, torch.zeros(len(x), 0, dtype=torch.long), y).to(device)
+    config = SearchConfig(batch_size=BATCH, lr=1e-3, weight_decay=1e-5)
+    step_ms = {}
+    for name in STRATEGIES:
+        torch.manual_seed(0)
+        supernet = _supernet(space, x).to(device.device)
+        trainer = SupernetTrainer(
+            supernet, make_strategy(name).bind(supernet), weight_data=data[: len(x) // 2],
+            arch_data=data[len(x) // 2 :], task=Task("regression", 1), config=config,
+            device=device, generator=torch.Generator().manual_seed(0), history=History(),
+        )
+
+        def search_step(i: int, trainer=trainer) -> None:
+            trainer.strategy.step_started(i, 400)
+            trainer.step(arch_step=True)
+
+        step_ms[name] = 1e3 * timed(search_step, device, n=20)
+    return {
+        "preset": preset, "batch": BATCH, "search_step_ms": step_ms,
+        "darts_over": {name: step_ms["darts"] / t for name, t in step_ms.items()},
     }
 
 
@@ -422,6 +457,7 @@ def _california(index_path: str | None):
 # ---- driver ---------------------------------------------------------------------------
 RUNNERS: dict[str, Callable[[DeviceConfig, dict[str, Any]], dict[str, Any]]] = {
     "supernet": lambda device, a: section_supernet(device, a["preset"]),
+    "strategies": lambda device, a: section_strategies(device, a["preset"]),
     "discrete": lambda device, a: section_discrete(device, a["preset"]),
     "predict": lambda device, a: section_predict(device, a["preset"]),
     "rows": lambda device, a: section_rows(device, a["preset"], a["index"]),
@@ -512,6 +548,17 @@ def _rows(name: str, r: dict[str, Any]) -> list[list[str]]:
                 f"{r['supernet_step_ms']:.1f}",
                 f"{r['arch_over_weight_step']:.2f}",
             ],
+        ]
+    if name == "strategies":
+        return [
+            [
+                f"search step, {strategy} vs darts (ms; darts / {strategy} = speed-up)",
+                f"{r['search_step_ms'][strategy]:.1f}",
+                f"{r['search_step_ms']['darts']:.1f}",
+                f"{r['darts_over'][strategy]:.2f}x speed",
+            ]
+            for strategy in STRATEGIES
+            if strategy != "darts"
         ]
     if name == "discrete":
         return [

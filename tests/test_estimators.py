@@ -373,6 +373,24 @@ def test_strategy_and_selector_instances_are_parameters(cancer):
         TabNASClassifier(search_strategy=object()).fit(X[:50], y[:50])
 
 
+@pytest.mark.parametrize(
+    "strategy, selection", [("gdas", "pt"), ("snas", "argmax"), ("gdas-instance", "argmax")]
+)
+def test_sampling_strategies_fit_with_either_selector(cancer, strategy, selection):
+    from tabnas.nas.strategies import GDAS
+
+    X, y = cancer
+    chosen = GDAS(tau=(5.0, 0.5)) if strategy == "gdas-instance" else strategy
+    clf = TabNASClassifier(
+        **{**FAST, "max_search_steps": 20, "max_epochs": 2, "ensemble_size": 1},
+        search_strategy=chosen, selection=selection,
+    ).fit(X[:200], y[:200])
+    assert clf.fit_info_["alpha_shift"] > 0  # α moved
+    assert clf.selected_architecture_ is not None and clf.predict(X[:5]).shape == (5,)
+    kinds = {record.kind for record in clf.selection_trace_}
+    assert ("op" in kinds) == (selection == "pt")
+
+
 def test_column_names_reach_the_messages(mixed_frame):
     X, y = mixed_frame
     bad = X.assign(num2=np.where(np.arange(len(X)) % 7 == 0, "n/a", X["num2"]).astype(object))

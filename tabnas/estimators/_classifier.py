@@ -29,9 +29,11 @@ class TabNASClassifier(ClassifierMixin, BaseTabNAS):
     ----------
     preset : {"fast", "medium", "best"}, default="medium"
         The budget: width, depth, search steps, epochs and patience.
-    search_strategy : {"darts", "fixed-alpha", "darts2"} or SearchStrategy, default="darts"
-        First-order DARTS, α frozen at uniform (PT does all the choosing), or
-        second-order DARTS; or a configured strategy such as ``DARTS(lr=3e-3)``.
+    search_strategy : {"darts", "fixed-alpha", "darts2", "gdas", "snas"} or SearchStrategy
+        Default "darts". First-order DARTS, α frozen at uniform (PT does all the
+        choosing), second-order DARTS, GDAS (one sampled op per edge) or SNAS (relaxed
+        samples, single-level); or a configured strategy such as ``DARTS(lr=3e-3)`` or
+        ``GDAS(tau=(10, 0.1))``.
     selection : {"pt", "argmax"} or Selector, default="pt"
         PT-DARTS perturbation-based selection, or the DARTS argmax rule.
     architecture : Architecture, default=None

@@ -156,3 +156,18 @@ def test_a_class_seen_only_in_the_test_split(tmp_path):
     row = execute(job)
     assert row["status"] == "ok", row.get("traceback")
     assert row["n_classes"] == 3 and row["n_test"] == 10 and np.isfinite(row["log_loss"])
+
+
+def test_a_module_with_a_model_runs_as_a_script():
+    """``python -m benchmarks.search_value`` imports its own module twice (as ``__main__``
+    and by name): its model must register once, not clash with itself."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.search_value", "--help"],
+        cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "results_dir" in result.stdout

@@ -124,3 +124,72 @@ def test_second_order_gradient_matches_exact_autograd():
     error = (approx - exact).norm() / exact.norm()
     assert error < 1e-9, error
     assert stats["second_order_ratio"] > 0.05
+
+
+def count_forward_calls(net):
+    """Forward calls per (edge, op) of the supernet's mixed ops."""
+    calls = {}
+    for e, mixed in enumerate(net.cells[0]):
+        for name, op in mixed.ops.items():
+            calls[e, name] = 0
+
+            def hook(module, args, output, key=(e, name)):
+                calls[key] += 1
+
+            op.register_forward_hook(hook)
+    return calls
+
+
+def test_gdas_runs_only_the_sampled_op_of_each_edge_and_still_moves_every_alpha():
+    from tabnas.nas.strategies import GDAS
+
+    net = tiny_supernet()
+    strategy = make_strategy("gdas").bind(net)
+    calls = count_forward_calls(net)
+    weights = strategy.mixing_weights()
+    assert torch.equal((weights != 0).sum(-1), torch.ones(weights.shape[:-1], dtype=torch.long))
+    assert torch.allclose(weights.sum(-1), torch.ones(weights.shape[:-1], dtype=weights.dtype))
+    loss = make_loss(net)(data(16, 0), weights)
+    sampled = {(e, net.space.ops[int(k)]) for e, k in enumerate(weights[0].argmax(-1))}
+    for key, n in calls.items():
+        expected = 1 if key in sampled and key[1] != "none" else 0
+        assert n == expected, (key, n)
+    loss.backward()
+    assert net.alpha.grad is not None
+    for e, op in sampled:  # beyond the sampled op, through the softmax of its edge
+        assert op == "none" or (net.alpha.grad[0, e] != 0).sum() >= 2
+    assert isinstance(GDAS(tau=(5.0, 0.5)), GDAS)
+
+
+@pytest.mark.parametrize("name, tau", [("gdas", (10.0, 0.1)), ("snas", (1.0, 0.03))])
+def test_sampling_strategies_anneal_their_temperature_linearly(name, tau):
+    strategy = make_strategy(name)
+    assert strategy.tau == tau
+    strategy.step_started(0, 101)
+    assert strategy.temperature == pytest.approx(tau[0])
+    strategy.step_started(50, 101)
+    assert strategy.temperature == pytest.approx((tau[0] + tau[1]) / 2)
+    strategy.step_started(100, 101)
+    assert strategy.temperature == pytest.approx(tau[1])
+    with pytest.raises(ValueError, match="two positive temperatures"):
+        type(strategy)(tau=(1.0, 0.0))
+
+
+def test_snas_weights_are_relaxed_samples_and_alpha_learns_from_the_training_batch():
+    net = tiny_supernet()
+    strategy = make_strategy("snas").bind(net)
+    strategy.step_started(0, 10)
+    first, second = strategy.mixing_weights(), strategy.mixing_weights()
+    assert (first > 0).all() and not torch.equal(first, second)  # soft, and resampled
+    assert torch.allclose(first.sum(-1), torch.ones(first.shape[:-1], dtype=first.dtype))
+    seen = []
+
+    def loss(batch, weights, params=None):
+        seen.append(batch)
+        return make_loss(net)(batch, weights, params)
+
+    train, val = data(16, 1), data(16, 2)
+    alpha = net.alpha.detach().clone()
+    strategy.arch_step(loss, train, val, virtual_step=virtual_sgd(net, 0.1))
+    assert seen == [train]  # single-level: the weights' own batch, never the arch half's
+    assert not torch.equal(net.alpha, alpha)

@@ -2,12 +2,15 @@
 
 from tabnas.nas.strategies.base import STRATEGY_REGISTRY, SearchStrategy, VirtualStep, make_strategy
 from tabnas.nas.strategies.darts import DARTS, FixedAlpha, SecondOrderDARTS, sgd_virtual_step
+from tabnas.nas.strategies.sampling import GDAS, SNAS
 
 __all__ = [
     "DARTS",
     "STRATEGY_REGISTRY",
+    "GDAS",
     "FixedAlpha",
     "SearchStrategy",
+    "SNAS",
     "SecondOrderDARTS",
     "VirtualStep",
     "make_strategy",

@@ -110,8 +110,10 @@ class SearchStrategy:
         """
         alpha = self._bound()[0].alpha
         val_loss = loss(val_batch, self.mixing_weights())
-        (grad,) = torch.autograd.grad(val_loss, [alpha])
-        self._apply(grad)
+        # None when no sampled path touched α (e.g. GDAS drew `none` on every open edge)
+        (grad,) = torch.autograd.grad(val_loss, [alpha], allow_unused=True)
+        if grad is not None:
+            self._apply(grad)
         return {"arch_loss": val_loss.detach()}
 
     def _apply(self, grad: Tensor) -> None:
