@@ -29,11 +29,13 @@ class TabNASClassifier(ClassifierMixin, BaseTabNAS):
     ----------
     preset : {"fast", "medium", "best"}, default="medium"
         The budget: width, depth, search steps, epochs and patience.
-    search_strategy : {"darts", "fixed-alpha", "darts2", "gdas", "snas"} or SearchStrategy
-        Default "darts". First-order DARTS, α frozen at uniform (PT does all the
-        choosing), second-order DARTS, GDAS (one sampled op per edge) or SNAS (relaxed
-        samples, single-level); or a configured strategy such as ``DARTS(lr=3e-3)`` or
-        ``GDAS(tau=(10, 0.1))``.
+    search_strategy : str or SearchStrategy, default="darts"
+        ``"darts"`` (first order), ``"fixed-alpha"`` (α frozen at uniform: PT does all
+        the choosing), ``"darts2"`` (second order), ``"gdas"`` (one sampled op per edge),
+        ``"snas"`` (relaxed samples, single-level), ``"sdarts-rs"`` / ``"sdarts-adv"``
+        (DARTS with randomly / adversarially perturbed weight steps); or a configured
+        strategy such as ``DARTS(lr=3e-3)``, ``GDAS(tau=(10, 0.1))`` or
+        ``SmoothDARTS("gdas")``.
     selection : {"pt", "argmax"} or Selector, default="pt"
         PT-DARTS perturbation-based selection, or the DARTS argmax rule.
     architecture : Architecture, default=None

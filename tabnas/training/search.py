@@ -166,7 +166,7 @@ class SupernetTrainer:
         if len(batch) < 2:  # only with a one-row weight half
             return torch.zeros(()), stats
         self.optimizer.zero_grad(set_to_none=True)
-        loss = self.loss(batch, self.strategy.mixing_weights())
+        loss = self.loss(batch, self.strategy.training_weights(self.loss, batch))
         loss.backward()
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
         nn.utils.clip_grad_norm_(params, self.config.grad_clip)

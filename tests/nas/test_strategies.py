@@ -193,3 +193,43 @@ def test_snas_weights_are_relaxed_samples_and_alpha_learns_from_the_training_bat
     strategy.arch_step(loss, train, val, virtual_step=virtual_sgd(net, 0.1))
     assert seen == [train]  # single-level: the weights' own batch, never the arch half's
     assert not torch.equal(net.alpha, alpha)
+
+
+def test_sdarts_rs_trains_the_weights_on_noisy_simplex_weights_and_steps_alpha_as_its_base():
+    from tabnas.nas.strategies import SmoothDARTS
+
+    net = tiny_supernet()
+    strategy = make_strategy("sdarts-rs").bind(net)
+    assert repr(strategy).startswith("SmoothDARTS(DARTS(") and strategy.updates_alpha
+    strategy.step_started(0, 11)
+    assert strategy.radius == pytest.approx(0.03)
+    strategy.step_started(10, 11)
+    assert strategy.radius == pytest.approx(0.3)
+    clean = strategy.mixing_weights()
+    noisy = strategy.training_weights(make_loss(net), data(8, 0))
+    assert torch.allclose(noisy.sum(-1), torch.ones_like(noisy.sum(-1)))
+    assert (noisy >= 0).all() and (noisy <= 1).all() and not torch.allclose(noisy, clean)
+    still = SmoothDARTS(epsilon=(0.0, 0.0)).bind(net)
+    assert torch.allclose(still.training_weights(make_loss(net), data(8, 0)), clean)
+    # the α step is the base's own, unperturbed: the same update as plain DARTS
+    twin = tiny_supernet()
+    darts = make_strategy("darts").bind(twin)
+    for s, n in ((strategy, net), (darts, twin)):
+        s.arch_step(make_loss(n), data(16, 1), data(16, 2), virtual_step=None)
+    assert torch.allclose(net.alpha, twin.alpha)
+    assert not SmoothDARTS("fixed-alpha").bind(tiny_supernet()).updates_alpha
+
+
+def test_sdarts_adv_keeps_a_perturbation_only_when_it_raises_the_loss():
+    net = tiny_supernet()
+    strategy = make_strategy("sdarts-adv").bind(net)
+    strategy.step_started(10, 11)  # the widest radius, 0.3
+    loss, batch = make_loss(net), data(32, 3)
+    clean = strategy.mixing_weights().detach()
+    adversarial = strategy.training_weights(loss, batch)
+    assert torch.allclose(adversarial.sum(-1), torch.ones_like(adversarial.sum(-1)))
+    with torch.no_grad():
+        assert loss(batch, adversarial) >= loss(batch, clean)
+    assert not torch.equal(adversarial, clean)  # 7 ascent steps at radius 0.3 found a worse point
+    with pytest.raises(ValueError, match="pgd_steps"):
+        type(strategy)(pgd_steps=0)

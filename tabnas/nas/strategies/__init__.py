@@ -3,8 +3,10 @@
 from tabnas.nas.strategies.base import STRATEGY_REGISTRY, SearchStrategy, VirtualStep, make_strategy
 from tabnas.nas.strategies.darts import DARTS, FixedAlpha, SecondOrderDARTS, sgd_virtual_step
 from tabnas.nas.strategies.sampling import GDAS, SNAS
+from tabnas.nas.strategies.smooth import AdversarialSmoothDARTS, SmoothDARTS
 
 __all__ = [
+    "AdversarialSmoothDARTS",
     "DARTS",
     "STRATEGY_REGISTRY",
     "GDAS",
@@ -12,6 +14,7 @@ __all__ = [
     "SearchStrategy",
     "SNAS",
     "SecondOrderDARTS",
+    "SmoothDARTS",
     "VirtualStep",
     "make_strategy",
     "sgd_virtual_step",

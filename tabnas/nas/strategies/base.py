@@ -94,6 +94,11 @@ class SearchStrategy:
         """The weights of the next forward pass; the DARTS rule is softmax(alpha)."""
         return torch.softmax(self._bound()[0].alpha, dim=-1)
 
+    def training_weights(self, loss: BatchLoss, batch) -> Tensor:
+        """The mixing weights of the weight step on ``batch`` (``loss`` scores a choice of
+        them on it); :meth:`mixing_weights` unless a strategy perturbs them (SDARTS)."""
+        return self.mixing_weights()
+
     def step_started(self, step: int, max_steps: int) -> None:
         """Hook for schedules (temperatures, perturbation radii) before each weight step of
         the search (``step`` of at most ``max_steps``); no-op by default."""

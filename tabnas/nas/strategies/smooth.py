@@ -1,0 +1,104 @@
+"""SDARTS (Chen & Hsieh 2020): the weights train on a perturbed architecture, to smooth the
+loss landscape in α; a wrapper over any base strategy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from tabnas.nas.strategies.base import BatchLoss, SearchStrategy, VirtualStep, make_strategy
+from tabnas.nas.strategies.sampling import linear_schedule
+
+
+def clip_to_simplex(weights: Tensor) -> Tensor:
+    """Clamp to [0, 1] and renormalise each edge to sum 1 (SmoothDARTS's ``clip``)."""
+    weights = weights.clamp(0.0, 1.0)
+    return weights / weights.sum(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+class SmoothDARTS(SearchStrategy):
+    """SDARTS-RS: before each weight step, ``softmax(alpha)`` of the base strategy's
+    supernet gets uniform noise in ``[-epsilon, epsilon]`` and is clipped back to the
+    simplex; the weights train on those mixing weights. The architecture step is the base
+    strategy's own, unperturbed. ``epsilon`` ramps linearly from ``epsilon[0]`` to
+    ``epsilon[1]`` over the search (the official SmoothDARTS code: 0.03 -> 0.3).
+
+    ``base`` is any strategy, by name or instance (``SmoothDARTS("gdas")``): its
+    optimizer, schedule and α step are used as they are.
+    """
+
+    name = "sdarts-rs"
+
+    def __init__(
+        self, base: str | SearchStrategy = "darts", *, epsilon: tuple[float, float] = (0.03, 0.3)
+    ):
+        super().__init__()
+        if not (len(epsilon) == 2 and 0 <= epsilon[0] and 0 <= epsilon[1]):
+            raise ValueError(f"epsilon must be two radii >= 0 (start, end), got {epsilon!r}")
+        self.base = make_strategy(base)
+        self.epsilon = (float(epsilon[0]), float(epsilon[1]))
+        self.radius = self.epsilon[0]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.base!r}, epsilon={self.epsilon!r})"
+
+    @property
+    def updates_alpha(self) -> bool:  # type: ignore[override]  # the base's, per instance
+        return self.base.updates_alpha
+
+    def bind(self, supernet) -> SmoothDARTS:
+        self.base = make_strategy(self.base).bind(supernet)  # a fresh copy per fit
+        self.supernet, self.optimizer = self.base.supernet, self.base.optimizer
+        return self
+
+    def step_started(self, step: int, max_steps: int) -> None:
+        self.base.step_started(step, max_steps)
+        self.radius = linear_schedule(self.epsilon, step, max_steps)
+
+    def mixing_weights(self) -> Tensor:
+        return self.base.mixing_weights()
+
+    def arch_step(
+        self, loss: BatchLoss, train_batch, val_batch, *, virtual_step: VirtualStep
+    ) -> dict[str, Tensor]:
+        return self.base.arch_step(loss, train_batch, val_batch, virtual_step=virtual_step)
+
+    def training_weights(self, loss: BatchLoss, batch: Any) -> Tensor:
+        weights = self.base.mixing_weights().detach()
+        noise = torch.empty_like(weights).uniform_(-self.radius, self.radius)
+        return clip_to_simplex(weights + noise)
+
+
+class AdversarialSmoothDARTS(SmoothDARTS):
+    """SDARTS-ADV: the perturbation of ``softmax(alpha)`` is adversarial, a
+    ``pgd_steps``-step L∞ projected gradient ascent on the weight batch's loss (step
+    ``2 epsilon / pgd_steps``, random start), kept only if it raised the loss, as the
+    official code's ``Linf_PGD_alpha`` does."""
+
+    name = "sdarts-adv"
+
+    def __init__(
+        self, base: str | SearchStrategy = "darts", *, epsilon: tuple[float, float] = (0.03, 0.3),
+        pgd_steps: int = 7,
+    ):
+        super().__init__(base, epsilon=epsilon)
+        if pgd_steps < 1:
+            raise ValueError(f"pgd_steps must be >= 1, got {pgd_steps}")
+        self.pgd_steps = pgd_steps
+
+    def training_weights(self, loss: BatchLoss, batch: Any) -> Tensor:
+        start = self.base.mixing_weights().detach()
+        radius, step = self.radius, 2 * self.radius / self.pgd_steps
+        with torch.no_grad():
+            before = loss(batch, start)
+        weights = clip_to_simplex(start + torch.empty_like(start).uniform_(-radius, radius))
+        for _ in range(self.pgd_steps):
+            weights.requires_grad_(True)
+            (grad,) = torch.autograd.grad(loss(batch, weights), [weights])
+            moved = (weights.detach() + step * grad.sign() - start).clamp(-radius, radius)
+            weights = clip_to_simplex(start + moved)
+        with torch.no_grad():
+            after = loss(batch, weights)
+        return start if bool(before > after) else weights
