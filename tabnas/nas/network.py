@@ -14,7 +14,7 @@ from rtdl_revisiting_models import CategoricalEmbeddings
 from torch import Tensor, nn
 
 from tabnas.nas.embeddings import make_num_embedding
-from tabnas.nas.ops import make_op
+from tabnas.nas.ops import TOKEN_MIXING_OPS, make_op
 from tabnas.nas.space import BACKBONES, Architecture
 
 
@@ -79,7 +79,13 @@ class FeatureTokenizer(nn.Module):
 
 
 class Readout(nn.Module):
-    """The [CLS] token -> LayerNorm -> ReLU -> Linear (FT-Transformer's head)."""
+    """The [CLS] token -> LayerNorm -> ReLU -> Linear (FT-Transformer's head).
+
+    With ``pool = "mean"`` the head reads the mean of all tokens instead: for networks in
+    which no op mixes the tokens, where the [CLS] token would never see a feature.
+    """
+
+    pool = "cls"
 
     def __init__(self, *, d_token: int, d_out: int):
         super().__init__()
@@ -98,7 +104,8 @@ class Readout(nn.Module):
     def forward(self, tokens: Tensor) -> Tensor:
         with full_precision(tokens):  # under bf16 autocast too, the outputs are fp32 sums
             # (batch, d_out), in the weights' own dtype (fp32 unless the net was cast)
-            return self.head(tokens[:, 0].to(self.linear.weight.dtype))
+            summary = tokens.mean(dim=1) if self.pool == "mean" else tokens[:, 0]
+            return self.head(summary.to(self.linear.weight.dtype))
 
 
 def full_precision(x: Tensor) -> torch.autocast:
@@ -189,6 +196,7 @@ class DiscreteNetwork(TokenNetwork):
         n_tokens = self.tokenizer.n_tokens
         self.cells = nn.ModuleList()
         self._wiring: list[list[tuple[int, int, str]]] = []  # per cell: (source, target, key)
+        live_ops: set[str] = set()
         for c, cell in enumerate(architecture.cells):
             live = architecture.live_nodes(c)
             modules = nn.ModuleDict()
@@ -202,8 +210,11 @@ class DiscreteNetwork(TokenNetwork):
                     key = f"{edge.source}_{target}_{edge.op}"
                     modules[key] = make_op(edge.op, architecture.settings, n_tokens)
                     wiring.append((edge.source, target, key))
+                    live_ops.add(edge.op)
             self.cells.append(modules)
             self._wiring.append(wiring)
+        if not live_ops & TOKEN_MIXING_OPS:  # token-wise ops only: [CLS] would stay constant
+            self.readout.pool = "mean"
 
     def body(self, tokens: Tensor) -> Tensor:
         for modules, wiring, cell in zip(self.cells, self._wiring, self.architecture.cells):

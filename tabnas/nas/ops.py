@@ -241,3 +241,5 @@ def op_parameters(names, settings: OpSettings, n_tokens: int) -> dict[str, int]:
 
 NONE_OP = "none"
 DEFAULT_OPS: tuple[str, ...] = ("attention", "ffn", "resnet", "linear", "skip", "none")
+TOKEN_MIXING_OPS = frozenset({"attention", "resnet"})
+"""The ops through which one token sees the others; the rest act on each token alone."""

@@ -218,3 +218,24 @@ def test_heads_compute_in_fp32_under_bf16_autocast():
             output = network(x_num, x_cat)
         assert output.dtype == torch.float32, arch.backbone  # bf16 inside, fp32 logits
         assert torch.allclose(output, network(x_num, x_cat), rtol=0.1, atol=0.1)
+
+
+def test_a_network_whose_ops_never_mix_tokens_reads_all_tokens_and_sees_the_features():
+    from tabnas.nas.network import DataShapes, build_network
+    from tabnas.nas.space import Edge
+
+    settings = OpSettings(d_token=8, n_heads=2)
+    token_wise = Architecture(
+        cells=(
+            ((Edge(source=0, op="ffn"),), (Edge(source=0, op="linear"), Edge(source=1, op="skip"))),
+        ),
+        settings=settings,
+    )
+    mixing = SearchSpace(n_cells=1, n_nodes=2, settings=settings).chain(["attention", "ffn"])
+    x = torch.randn(32, 3)
+    for arch, pool in ((token_wise, "mean"), (mixing, "cls")):
+        network = build_network(arch, DataShapes(3, (), 1)).eval()
+        assert network.readout.pool == pool
+        with torch.no_grad():
+            out = network(x, torch.zeros(32, 0, dtype=torch.long))
+        assert out.std() > 1e-4  # the prediction depends on the row (the [CLS] alone: constant)
