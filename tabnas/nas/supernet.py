@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import cast
 
+import entmax
 import torch
 from torch import Tensor, nn
 
 from tabnas.nas.network import TokenNetwork
 from tabnas.nas.ops import NONE_OP, make_op
 from tabnas.nas.space import Architecture, Edge, SearchSpace
+
+
+def _softmax(alpha: Tensor, dim: int = -1) -> Tensor:
+    return torch.softmax(alpha, dim=dim)
+
+
+NORMALIZERS: dict[str, Callable[..., Tensor]] = {
+    "softmax": _softmax,
+    "sparsemax": entmax.sparsemax,  # exact zeros: MixedOp then skips those ops
+    "entmax15": entmax.entmax15,
+}
+"""How architecture logits become mixing weights (over the last dimension)."""
 
 
 class MixedOp(nn.Module):
@@ -94,9 +107,13 @@ class SuperNetwork(TokenNetwork):
         """Replace the weights of fixed edges by their one-hot choice (or zeros if removed)."""
         return torch.where(self.fixed[..., None], self.kept.to(weights.dtype), weights)
 
+    normalizer = "softmax"
+    """The :data:`NORMALIZERS` entry of :meth:`default_weights`; set by the strategy."""
+
     def default_weights(self) -> Tensor:
-        """Softmax of ``alpha`` with the fixed edges applied: the current supernet."""
-        return self.project(torch.softmax(self.alpha, dim=-1))
+        """``alpha`` normalised (softmax unless the strategy chose another) with the fixed
+        edges applied: the current supernet."""
+        return self.project(NORMALIZERS[self.normalizer](self.alpha, dim=-1))
 
     # ---- selection state --------------------------------------------------------------
     def fix_edge(self, cell: int, edge: int, op: str) -> None:

@@ -233,3 +233,38 @@ def test_sdarts_adv_keeps_a_perturbation_only_when_it_raises_the_loss():
     assert not torch.equal(adversarial, clean)  # 7 ascent steps at radius 0.3 found a worse point
     with pytest.raises(ValueError, match="pgd_steps"):
         type(strategy)(pgd_steps=0)
+
+
+def test_sparsemax_and_entmax_give_exact_zeros_that_the_supernet_and_scoring_share():
+    net = tiny_supernet()
+    with torch.no_grad():
+        net.alpha.copy_(torch.tensor([2.0, 1.8, -1.0, -2.0], dtype=net.alpha.dtype))
+    for normalizer in ("sparsemax", "entmax15"):
+        strategy = DARTS(normalizer=normalizer).bind(net)
+        weights = strategy.mixing_weights()
+        assert torch.allclose(weights.sum(-1), torch.ones_like(weights.sum(-1)))
+        assert (weights == 0).any() and torch.equal(net.default_weights(), weights)
+        assert f"normalizer={normalizer!r}" in repr(strategy)
+    assert torch.equal(DARTS().bind(net).mixing_weights(), torch.softmax(net.alpha, -1))
+    with pytest.raises(ValueError, match="unknown normalizer 'relu'"):
+        DARTS(normalizer="relu")
+
+
+def test_the_lp_penalty_pushes_each_edge_towards_one_op():
+    from tabnas.nas.strategies import SecondOrderDARTS
+
+    batches = (data(16, 1), data(16, 2))
+    for cls in (DARTS, SecondOrderDARTS):
+        entropies = []
+        for sparsity in (0.0, 5.0):
+            net = tiny_supernet()
+            strategy = cls(sparsity=sparsity, lr=0.05).bind(net)
+            for _ in range(20):
+                strategy.arch_step(
+                    make_loss(net), *batches, virtual_step=virtual_sgd(net, 0.01)
+                )
+            w = strategy.mixing_weights().detach()
+            entropies.append(float(-(w * w.log()).sum()))
+        assert entropies[1] < entropies[0], cls  # sharper edges with the penalty
+    with pytest.raises(ValueError, match="sparsity_p"):
+        DARTS(sparsity=1.0, sparsity_p=1.5)

@@ -9,7 +9,7 @@ from typing import ClassVar, Protocol, cast
 import torch
 from torch import Tensor
 
-from tabnas.nas.supernet import SuperNetwork
+from tabnas.nas.supernet import NORMALIZERS, SuperNetwork
 
 
 class BatchLoss(Protocol):
@@ -56,9 +56,23 @@ class SearchStrategy:
         lr: float = 1e-2,
         betas: tuple[float, float] = (0.5, 0.999),
         weight_decay: float = 1e-3,
+        normalizer: str = "softmax",
+        sparsity: float = 0.0,
+        sparsity_p: float = 0.5,
     ):
         if not lr > 0:
             raise ValueError(f"lr must be positive, got lr={lr!r}")
+        if normalizer not in NORMALIZERS:
+            raise ValueError(
+                f"unknown normalizer {normalizer!r}; available: {sorted(NORMALIZERS)}"
+            )
+        if sparsity < 0 or not 0 < sparsity_p < 1:
+            raise ValueError(
+                f"need sparsity >= 0 and 0 < sparsity_p < 1, got sparsity={sparsity!r},"
+                f" sparsity_p={sparsity_p!r}"
+            )
+        self.normalizer = normalizer
+        self.sparsity, self.sparsity_p = sparsity, sparsity_p
         self.lr = lr
         self.betas = cast(tuple[float, float], tuple(betas))
         self.weight_decay = weight_decay
@@ -71,14 +85,18 @@ class SearchStrategy:
             STRATEGY_REGISTRY[cls.name] = cls
 
     def __repr__(self) -> str:
+        extra = "" if self.normalizer == "softmax" else f", normalizer={self.normalizer!r}"
+        if self.sparsity:
+            extra += f", sparsity={self.sparsity!r}, sparsity_p={self.sparsity_p!r}"
         return (
             f"{type(self).__name__}(lr={self.lr!r}, betas={self.betas!r},"
-            f" weight_decay={self.weight_decay!r})"
+            f" weight_decay={self.weight_decay!r}{extra})"
         )
 
     def bind(self, supernet: SuperNetwork) -> SearchStrategy:
         """Attach to ``supernet`` and create the architecture optimizer; returns ``self``."""
         self.supernet = supernet
+        supernet.normalizer = self.normalizer  # scoring and selection see the same weights
         self.optimizer = torch.optim.Adam(
             supernet.arch_parameters(), lr=self.lr, betas=self.betas, weight_decay=self.weight_decay
         )
@@ -91,8 +109,18 @@ class SearchStrategy:
         return self.supernet, self.optimizer
 
     def mixing_weights(self) -> Tensor:
-        """The weights of the next forward pass; the DARTS rule is softmax(alpha)."""
-        return torch.softmax(self._bound()[0].alpha, dim=-1)
+        """The weights of the next forward pass; the DARTS rule is softmax(alpha) (or the
+        strategy's ``normalizer``: sparsemax, 1.5-entmax)."""
+        return NORMALIZERS[self.normalizer](self._bound()[0].alpha, dim=-1)
+
+    def penalty(self, weights: Tensor) -> Tensor:
+        """``sparsity * sum(w ** p)`` over the open edges' mixing weights (``p < 1``: an
+        L_p penalty that pushes each edge towards one op); 0 when ``sparsity`` is 0."""
+        if not self.sparsity:
+            return weights.new_zeros(())
+        supernet = self._bound()[0]
+        open_edges = ~supernet.fixed[..., None].expand_as(weights)
+        return self.sparsity * (weights[open_edges].clamp_min(1e-8) ** self.sparsity_p).sum()
 
     def training_weights(self, loss: BatchLoss, batch) -> Tensor:
         """The mixing weights of the weight step on ``batch`` (``loss`` scores a choice of
@@ -114,7 +142,8 @@ class SearchStrategy:
         architecture batch at the current weights.
         """
         alpha = self._bound()[0].alpha
-        val_loss = loss(val_batch, self.mixing_weights())
+        weights = self.mixing_weights()
+        val_loss = loss(val_batch, weights) + self.penalty(weights)
         # None when no sampled path touched α (e.g. GDAS drew `none` on every open edge)
         (grad,) = torch.autograd.grad(val_loss, [alpha], allow_unused=True)
         if grad is not None:
