@@ -620,7 +620,9 @@ def outcome_of(case: Case) -> tuple[str, str]:
             expected = case.error is not None and isinstance(error, case.error) and bool(
                 re.search(case.message, str(error), re.S)
             )
-            answer = f"`{type(error).__name__}`: {text[:260]}{'…' if len(text) > 260 else ''}"
+            if len(text) > 260:  # keep the start (the problem) and the end (the fix)
+                text = f"{text[:120]} … {text[-130:]}"
+            answer = f"`{type(error).__name__}`: {text}"
             return answer, "as expected" if expected else "unclear error"
     if case.error is None and case.check(result):
         return "fits and predicts", "as expected"
