@@ -482,7 +482,7 @@ def check_one_label_type(y: np.ndarray) -> None:
     if y.dtype.kind != "O":
         return
     kinds: dict[str, object] = {}
-    for label in y:
+    for label in pd.unique(y):
         kinds.setdefault(_label_kind(label), label)
     if len(kinds) > 1:
         examples = ", ".join(f"{label!r} ({kind})" for kind, label in sorted(kinds.items()))

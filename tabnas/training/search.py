@@ -254,7 +254,7 @@ class SupernetTrainer:
         train_loss = float(torch.stack(losses).float().mean())
         finite = math.isfinite(train_loss) and math.isfinite(metrics["loss"])
         if finite:
-            self._good_state = self._weights_snapshot()
+            self._keep_good_state()
         else:
             self._recover(phase)
         arch_stats = {
@@ -298,6 +298,12 @@ class SupernetTrainer:
             for name, value in self.supernet.state_dict().items()
             if name not in ("fixed", "kept")
         }
+
+    def _keep_good_state(self) -> None:
+        """The current weights into the snapshot's own tensors (no new allocation)."""
+        for name, value in self.supernet.state_dict().items():
+            if name in self._good_state:
+                self._good_state[name].copy_(value)
 
     def _recover(self, phase: str) -> None:
         self.recoveries += 1

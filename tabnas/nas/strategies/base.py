@@ -113,12 +113,14 @@ class SearchStrategy:
         strategy's ``normalizer``: sparsemax, 1.5-entmax)."""
         return NORMALIZERS[self.normalizer](self._bound()[0].alpha, dim=-1)
 
-    def penalty(self, weights: Tensor) -> Tensor:
-        """``sparsity * sum(w ** p)`` over the open edges' mixing weights (``p < 1``: an
-        L_p penalty that pushes each edge towards one op); 0 when ``sparsity`` is 0."""
-        if not self.sparsity:
-            return weights.new_zeros(())
+    def penalty(self) -> Tensor:
+        """``sparsity * sum(w ** p)`` over the open edges' normalised ``alpha`` (``p < 1``:
+        an L_p penalty that pushes each edge towards one op); 0 when ``sparsity`` is 0.
+        Every α step adds its gradient (:meth:`_apply`), whatever the strategy."""
         supernet = self._bound()[0]
+        if not self.sparsity:
+            return supernet.alpha.new_zeros(())
+        weights = NORMALIZERS[self.normalizer](supernet.alpha, dim=-1)
         open_edges = ~supernet.fixed[..., None].expand_as(weights)
         return self.sparsity * (weights[open_edges].clamp_min(1e-8) ** self.sparsity_p).sum()
 
@@ -142,8 +144,7 @@ class SearchStrategy:
         architecture batch at the current weights.
         """
         alpha = self._bound()[0].alpha
-        weights = self.mixing_weights()
-        val_loss = loss(val_batch, weights) + self.penalty(weights)
+        val_loss = loss(val_batch, self.mixing_weights())
         # None when no sampled path touched α (e.g. GDAS drew `none` on every open edge)
         (grad,) = torch.autograd.grad(val_loss, [alpha], allow_unused=True)
         if grad is not None:
@@ -151,7 +152,11 @@ class SearchStrategy:
         return {"arch_loss": val_loss.detach()}
 
     def _apply(self, grad: Tensor) -> None:
+        """One optimizer step on ``alpha`` with ``grad`` plus the penalty's gradient."""
         supernet, optimizer = self._bound()
+        if self.sparsity:
+            (penalty_grad,) = torch.autograd.grad(self.penalty(), [supernet.alpha])
+            grad = grad + penalty_grad
         optimizer.zero_grad(set_to_none=True)
         supernet.alpha.grad = grad
         optimizer.step()

@@ -98,9 +98,6 @@ class SecondOrderDARTS(SearchStrategy):
 
     def arch_step(self, loss, train_batch, val_batch, *, virtual_step):
         grad, stats = self.arch_gradient(loss, train_batch, val_batch, virtual_step=virtual_step)
-        if self.sparsity:  # the L_p penalty depends on alpha alone: its gradient adds
-            alpha = self._bound()[0].alpha
-            grad = grad + torch.autograd.grad(self.penalty(self.mixing_weights()), [alpha])[0]
         self._apply(grad)
         return stats
 
