@@ -169,14 +169,16 @@ def search(
     callbacks: Sequence[Callback] = (),
 ) -> SearchOutcome:
     """Train the supernet until the architecture-half loss stops improving."""
-    supernet = SuperNetwork(space=plan.space, **shapes.kwargs()).to(device.device)
-    strategy = make_strategy(plan.strategy).bind(supernet)
+    strategy = make_strategy(plan.strategy)
+    supernet = strategy.build_supernet(plan.space, **shapes.kwargs()).to(device.device)
+    strategy.bind(supernet)
     trainer = SupernetTrainer(
         supernet, strategy, weight_data=weight_data, arch_data=arch_data, task=task,
         config=plan.search, device=device, generator=generator, history=history,
         callbacks=list(callbacks),
     )
     steps = trainer.search(budget.until(SEARCH_SHARE))
+    strategy.search_finished(trainer.evaluate, generator.initial_seed())
     with supernet.trial_decisions():
         argmax_architecture = argmax_select(supernet)
     supernet_val = score_supernet(

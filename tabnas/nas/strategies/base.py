@@ -9,6 +9,7 @@ from typing import ClassVar, Protocol, cast
 import torch
 from torch import Tensor
 
+from tabnas.nas.space import SearchSpace
 from tabnas.nas.supernet import NORMALIZERS, SuperNetwork
 
 
@@ -23,6 +24,10 @@ class BatchLoss(Protocol):
         self, batch, weights: Tensor, params: dict[str, Tensor] | None = None
     ) -> Tensor: ...
 
+
+Evaluate = Callable[[Tensor], dict[str, float]]
+"""Faithful scores of the supernet on the architecture half under the given mixing weights
+(``{"loss": ...}``, plus ``"accuracy"`` for classification)."""
 
 VirtualStep = Callable[[dict[str, Tensor]], tuple[dict[str, Tensor], dict[str, Tensor]]]
 """The weight step the trainer would take for the given gradients (name -> gradient).
@@ -93,6 +98,12 @@ class SearchStrategy:
             f" weight_decay={self.weight_decay!r}{extra})"
         )
 
+    def build_supernet(self, space: SearchSpace, **shapes) -> SuperNetwork:
+        """The supernet this strategy searches ``space`` with (``shapes``: the data's
+        :meth:`~tabnas.nas.network.DataShapes.kwargs`); a plain :class:`SuperNetwork`
+        unless the strategy changes the supernet itself (PC-DARTS's partial channels)."""
+        return SuperNetwork(space=space, **shapes)
+
     def bind(self, supernet: SuperNetwork) -> SearchStrategy:
         """Attach to ``supernet`` and create the architecture optimizer; returns ``self``."""
         self.supernet = supernet
@@ -132,6 +143,11 @@ class SearchStrategy:
     def step_started(self, step: int, max_steps: int) -> None:
         """Hook for schedules (temperatures, perturbation radii) before each weight step of
         the search (``step`` of at most ``max_steps``); no-op by default."""
+
+    def search_finished(self, evaluate: Evaluate, seed: int) -> None:
+        """Hook after the search, before any selection: a strategy may set ``alpha`` from
+        what it measured (random search with weight sharing ranks sampled architectures
+        with ``evaluate``); ``seed`` seeds any draw. No-op by default."""
 
     def arch_step(
         self, loss: BatchLoss, train_batch, val_batch, *, virtual_step: VirtualStep

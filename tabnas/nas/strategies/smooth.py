@@ -48,6 +48,12 @@ class SmoothDARTS(SearchStrategy):
     def updates_alpha(self) -> bool:  # type: ignore[override]  # the base's, per instance
         return self.base.updates_alpha
 
+    def build_supernet(self, space, **shapes):
+        return self.base.build_supernet(space, **shapes)
+
+    def search_finished(self, evaluate, seed: int) -> None:
+        self.base.search_finished(evaluate, seed)
+
     def bind(self, supernet) -> SmoothDARTS:
         self.base = make_strategy(self.base).bind(supernet)  # a fresh copy per fit
         self.supernet, self.optimizer = self.base.supernet, self.base.optimizer
