@@ -9,6 +9,7 @@ from typing import cast
 import entmax
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from tabnas.nas.network import TokenNetwork
 from tabnas.nas.ops import NONE_OP, make_op
@@ -37,6 +38,8 @@ class MixedOp(nn.Module):
     def __init__(self, ops: nn.ModuleDict):
         super().__init__()
         self.ops = ops
+        self.dropout: dict[str, float] = {}
+        """Dropout on the output of the named ops, in training only (P-DARTS's on ``skip``)."""
 
     def forward(self, x: Tensor, weights: Tensor, active: Sequence[bool]) -> Tensor:
         """``weights``: ``(n_ops,)``; ``active[k]`` False skips op ``k`` (its weight is 0)."""
@@ -44,7 +47,10 @@ class MixedOp(nn.Module):
         for k, (name, op) in enumerate(self.ops.items()):
             if not active[k] or name == NONE_OP:
                 continue
-            term = weights[k] * op(x)
+            y = op(x)
+            if self.training and self.dropout.get(name):
+                y = F.dropout(y, self.dropout[name])
+            term = weights[k] * y
             out = term if out is None else out + term
         return torch.zeros_like(x) if out is None else out
 
@@ -94,6 +100,7 @@ class SuperNetwork(TokenNetwork):
         self.register_buffer("fixed", torch.zeros(shape[:2], dtype=torch.bool))
         self.register_buffer("kept", torch.ones(shape, dtype=torch.bool))
         self._active: list[list[list[bool]]] | None = None
+        self._pruned = False  # whether some open edge lost ops (prune_ops)
 
     # ---- parameters -------------------------------------------------------------------
     def arch_parameters(self) -> list[nn.Parameter]:
@@ -110,12 +117,44 @@ class SuperNetwork(TokenNetwork):
     normalizer = "softmax"
     """The :data:`NORMALIZERS` entry of :meth:`default_weights`; set by the strategy."""
 
+    def normalized(self, alpha: Tensor | None = None) -> Tensor:
+        """``alpha`` (default: the supernet's) normalised over the ops each edge still has
+        (softmax unless the strategy chose another): ops pruned from an open edge
+        (:meth:`prune_ops`) get weight 0."""
+        alpha = self.alpha if alpha is None else alpha
+        if not self._pruned:
+            return NORMALIZERS[self.normalizer](alpha, dim=-1)
+        pruned = ~self.kept & ~self.fixed[..., None]
+        # a large finite logit, not -inf: sparsemax and entmax sort and sum the logits
+        return NORMALIZERS[self.normalizer](alpha.masked_fill(pruned, -1e4), dim=-1)
+
     def default_weights(self) -> Tensor:
-        """``alpha`` normalised (softmax unless the strategy chose another) with the fixed
-        edges applied: the current supernet."""
-        return self.project(NORMALIZERS[self.normalizer](self.alpha, dim=-1))
+        """``alpha`` normalised (:meth:`normalized`) with the fixed edges applied: the
+        current supernet."""
+        return self.project(self.normalized())
 
     # ---- selection state --------------------------------------------------------------
+    def prune_ops(self, kept: Tensor) -> None:
+        """Leave each open edge only the ops where ``kept`` (``(n_edges, n_ops)``, the same
+        for every cell, or ``(n_cells, n_edges, n_ops)``) is True: the others neither run
+        nor count in :meth:`normalized` (P-DARTS's shrinking op sets)."""
+        kept = kept.to(self.kept.device, torch.bool).expand_as(self.kept)
+        if not bool(kept.any(-1).all()):
+            raise ValueError("prune_ops must leave every edge at least one op")
+        self.kept.copy_(torch.where(self.fixed[..., None], self.kept, kept))
+        self._pruned = not bool(self.kept[~self.fixed].all())
+        self._active = None
+
+    def set_op_dropout(self, rates: dict[str, float]) -> None:
+        """Dropout at ``rates[op]`` on the output of each named op, in training only."""
+        for cell in self.cells:
+            for mixed in cast(nn.ModuleList, cell):
+                cast(MixedOp, mixed).dropout = dict(rates)
+
+    def op_kept(self, cell: int, edge: int, op: int) -> bool:
+        """Whether op index ``op`` is still a candidate of the edge."""
+        return bool(self.kept[cell, edge, op])
+
     def fix_edge(self, cell: int, edge: int, op: str) -> None:
         """Make edge ``edge`` of ``cell`` use only ``op`` from now on."""
         k = self.space.ops.index(op)

@@ -130,6 +130,7 @@ class SearchOutcome:
 
     supernet: SuperNetwork
     trainer: SupernetTrainer
+    strategy: SearchStrategy
     argmax_architecture: Architecture
     """DARTS's own choice from the trained α, before any selection: the baseline."""
     supernet_val: dict[str, float]
@@ -170,14 +171,22 @@ def search(
 ) -> SearchOutcome:
     """Train the supernet until the architecture-half loss stops improving."""
     strategy = make_strategy(plan.strategy)
-    supernet = strategy.build_supernet(plan.space, **shapes.kwargs()).to(device.device)
-    strategy.bind(supernet)
-    trainer = SupernetTrainer(
-        supernet, strategy, weight_data=weight_data, arch_data=arch_data, task=task,
-        config=plan.search, device=device, generator=generator, history=history,
-        callbacks=list(callbacks),
-    )
-    steps = trainer.search(budget.until(SEARCH_SHARE))
+    steps, done_share, stage = 0, 0.0, 0
+    for stage, step in enumerate(strategy.stages(plan.space)):
+        if stage:  # earlier stages' rows stay in the history, out of the search's plots
+            for row in history.phase("search"):
+                row.update(phase="search-stage", stage=stage - 1)
+        supernet = strategy.build_supernet(step.space, **shapes.kwargs()).to(device.device)
+        strategy.bind(supernet)
+        trainer = SupernetTrainer(
+            supernet, strategy, weight_data=weight_data, arch_data=arch_data, task=task,
+            config=plan.search.scaled(step.share), device=device, generator=generator,
+            history=history, callbacks=list(callbacks),
+        )
+        done_share += step.share
+        steps += trainer.search(budget.until(SEARCH_SHARE * min(done_share, 1.0)))
+    if supernet.space != plan.space:
+        raise RuntimeError(f"{strategy!r}'s last search stage is not the plan's space")
     strategy.search_finished(trainer.evaluate, generator.initial_seed())
     with supernet.trial_decisions():
         argmax_architecture = argmax_select(supernet)
@@ -185,7 +194,8 @@ def search(
         supernet, val_data, task, weights=supernet.default_weights().detach()
     )
     return SearchOutcome(
-        supernet=supernet, trainer=trainer, argmax_architecture=argmax_architecture,
+        supernet=supernet, trainer=trainer, strategy=strategy,
+        argmax_architecture=argmax_architecture,
         supernet_val=supernet_val, steps=steps,
         alpha_shift=trainer.alpha_shift(),
     )
@@ -205,7 +215,8 @@ def select(
         evaluate=trainer.evaluate, tune=trainer.tune, seed=seed,
         expired=budget.until(SELECTION_SHARE).expired, criterion=plan.selection_criterion,
     )
-    return selector.select(outcome.supernet, context)
+    architecture, trace = selector.select(outcome.supernet, context)
+    return outcome.strategy.finalize(architecture), trace
 
 
 def retrain(

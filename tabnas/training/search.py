@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Sequence
@@ -57,6 +58,17 @@ class SearchConfig:
     grad_clip: float = 5.0
     max_score_rows: int = 4096
     """Rows of the architecture half that selection scores on (all of them below this)."""
+
+    def scaled(self, share: float) -> SearchConfig:
+        """The budget of a search stage that gets ``share`` of the steps (at least one)."""
+        if share == 1.0:
+            return self
+        max_steps = max(1, round(self.max_steps * share))
+        return dataclasses.replace(
+            self, max_steps=max_steps, min_steps=min(max(1, round(self.min_steps * share)),
+                                                     max_steps),
+            warmup_steps=round(self.warmup_steps * share),
+        )
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_steps <= self.max_steps:

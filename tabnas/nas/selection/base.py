@@ -93,15 +93,26 @@ def make_selector(selection: str | Selector) -> Selector:
 
 
 # ---- helpers shared by the selectors ------------------------------------------------------
-def candidate_ops(supernet: SuperNetwork) -> list[int]:
-    """Indices of the ops an edge may keep (every op but ``none``)."""
-    return [k for k, op in enumerate(supernet.space.ops) if op != NONE_OP]
+def candidate_ops(supernet: SuperNetwork, cell: int, edge: int) -> list[int]:
+    """Indices of the ops edge ``edge`` of ``cell`` may keep: every op but ``none`` that
+    the search did not prune from it."""
+    return [
+        k for k, op in enumerate(supernet.space.ops)
+        if op != NONE_OP and supernet.op_kept(cell, edge, k)
+    ]
+
+
+def edge_weights(supernet: SuperNetwork, cell: int, edge: int) -> Tensor:
+    """The softmax of the edge's architecture logits over the ops it still has."""
+    alpha = supernet.alpha.detach()[cell, edge]
+    kept = supernet.kept[cell, edge] | supernet.fixed[cell, edge]
+    return torch.softmax(alpha.masked_fill(~kept, -1e4), dim=-1)
 
 
 def argmax_op(supernet: SuperNetwork, cell: int, edge: int) -> str:
     """The DARTS rule: the strongest non-``none`` op by architecture weight."""
-    ops = candidate_ops(supernet)
-    weights = torch.softmax(supernet.alpha.detach()[cell, edge], dim=-1)
+    weights = edge_weights(supernet, cell, edge)
+    ops = candidate_ops(supernet, cell, edge)
     return supernet.space.ops[max(ops, key=lambda k: float(weights[k]))]
 
 
@@ -116,8 +127,8 @@ def incoming_edges(supernet: SuperNetwork, cell: int, target: int) -> list[int]:
 
 def edge_strength(supernet: SuperNetwork, cell: int, edge: int) -> float:
     """How strongly the search trusted an edge: its best non-``none`` softmax weight."""
-    weights = torch.softmax(supernet.alpha.detach()[cell, edge], dim=-1)
-    return max(float(weights[k]) for k in candidate_ops(supernet))
+    weights = edge_weights(supernet, cell, edge)
+    return max(float(weights[k]) for k in candidate_ops(supernet, cell, edge))
 
 
 def shuffled(items: list, seed: int) -> list:

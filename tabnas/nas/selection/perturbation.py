@@ -122,7 +122,7 @@ class PerturbationSelector(Selector):
         base_weights = supernet.default_weights().detach()
         base = evaluate(base_weights)
         scores = {}
-        for k in candidate_ops(supernet):
+        for k in candidate_ops(supernet, c, e):
             weights = base_weights.clone()
             weights[c, e, k] = 0.0
             scores[supernet.space.ops[k]] = evaluate(weights)

@@ -1,7 +1,14 @@
 """Search strategies behind a registry: ``make_strategy("darts").bind(supernet)``."""
 
-from tabnas.nas.strategies.base import STRATEGY_REGISTRY, SearchStrategy, VirtualStep, make_strategy
+from tabnas.nas.strategies.base import (
+    STRATEGY_REGISTRY,
+    SearchStage,
+    SearchStrategy,
+    VirtualStep,
+    make_strategy,
+)
 from tabnas.nas.strategies.darts import DARTS, FixedAlpha, SecondOrderDARTS, sgd_virtual_step
+from tabnas.nas.strategies.pdarts import PDARTS
 from tabnas.nas.strategies.sampling import GDAS, SNAS
 from tabnas.nas.strategies.smooth import AdversarialSmoothDARTS, SmoothDARTS
 
@@ -11,6 +18,8 @@ __all__ = [
     "STRATEGY_REGISTRY",
     "GDAS",
     "FixedAlpha",
+    "PDARTS",
+    "SearchStage",
     "SearchStrategy",
     "SNAS",
     "SecondOrderDARTS",

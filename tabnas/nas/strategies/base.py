@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import ClassVar, Protocol, cast
 
 import torch
 from torch import Tensor
 
-from tabnas.nas.space import SearchSpace
+from tabnas.nas.space import Architecture, SearchSpace
 from tabnas.nas.supernet import NORMALIZERS, SuperNetwork
 
 
@@ -38,6 +39,14 @@ SGD ``xi`` is the learning rate; for AdamW it is its per-coordinate step size.
 """
 
 STRATEGY_REGISTRY: dict[str, type[SearchStrategy]] = {}
+
+
+@dataclass(frozen=True)
+class SearchStage:
+    """One supernet to train: its space and its share of the search's steps and time."""
+
+    space: SearchSpace
+    share: float = 1.0
 
 
 class SearchStrategy:
@@ -98,6 +107,20 @@ class SearchStrategy:
             f" weight_decay={self.weight_decay!r}{extra})"
         )
 
+    def stages(self, space: SearchSpace) -> Iterator[SearchStage]:
+        """The supernets the search trains, one after another: ``space``'s alone by default.
+
+        The pipeline binds the strategy to each stage's supernet and trains it before it
+        draws the next stage, so a stage may depend on what the previous one learnt
+        (P-DARTS prunes ops between stages). The last stage's space must be ``space``.
+        """
+        yield SearchStage(space)
+
+    def finalize(self, architecture: Architecture) -> Architecture:
+        """The selected architecture, possibly edited by a rule of the strategy (P-DARTS's
+        cap on skip connections); ``architecture`` itself by default."""
+        return architecture
+
     def build_supernet(self, space: SearchSpace, **shapes) -> SuperNetwork:
         """The supernet this strategy searches ``space`` with (``shapes``: the data's
         :meth:`~tabnas.nas.network.DataShapes.kwargs`); a plain :class:`SuperNetwork`
@@ -122,7 +145,7 @@ class SearchStrategy:
     def mixing_weights(self) -> Tensor:
         """The weights of the next forward pass; the DARTS rule is softmax(alpha) (or the
         strategy's ``normalizer``: sparsemax, 1.5-entmax)."""
-        return NORMALIZERS[self.normalizer](self._bound()[0].alpha, dim=-1)
+        return self._bound()[0].normalized()
 
     def penalty(self) -> Tensor:
         """``sparsity * sum(w ** p)`` over the open edges' normalised ``alpha`` (``p < 1``:
@@ -131,7 +154,7 @@ class SearchStrategy:
         supernet = self._bound()[0]
         if not self.sparsity:
             return supernet.alpha.new_zeros(())
-        weights = NORMALIZERS[self.normalizer](supernet.alpha, dim=-1)
+        weights = supernet.normalized()
         open_edges = ~supernet.fixed[..., None].expand_as(weights)
         return self.sparsity * (weights[open_edges].clamp_min(1e-8) ** self.sparsity_p).sum()
 

@@ -48,6 +48,12 @@ class SmoothDARTS(SearchStrategy):
     def updates_alpha(self) -> bool:  # type: ignore[override]  # the base's, per instance
         return self.base.updates_alpha
 
+    def stages(self, space):
+        return self.base.stages(space)
+
+    def finalize(self, architecture):
+        return self.base.finalize(architecture)
+
     def build_supernet(self, space, **shapes):
         return self.base.build_supernet(space, **shapes)
 
