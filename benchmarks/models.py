@@ -45,13 +45,17 @@ def adapter_class(family: str) -> type[Adapter]:
 
 
 def model_family(name: str) -> str:
-    """``"tabnas-fast"`` -> ``"tabnas"``; a ``ValueError`` listing valid names for others."""
+    """``"tabnas-fast"`` -> ``"tabnas"`` (the families whose adapters take ``variants``);
+    a ``ValueError`` listing valid names for others."""
     if name in MODEL_REGISTRY:
         return name
-    if name.startswith("tabnas-") and len(name) > len("tabnas-"):
-        return "tabnas"
+    family, _, variant = name.partition("-")
+    if variant and family in MODEL_REGISTRY and MODEL_REGISTRY[family].variants:
+        return family
+    with_variants = [f"{f}-<variant>" for f, cls in MODEL_REGISTRY.items() if cls.variants]
     raise ValueError(
-        f"unknown model {name!r}; valid models: {', '.join(MODEL_REGISTRY)}, or tabnas-<variant>"
+        f"unknown model {name!r}; valid models: {', '.join(MODEL_REGISTRY)},"
+        f" or {' / '.join(with_variants)}"
     )
 
 
@@ -96,6 +100,8 @@ class Adapter(ABC):
     uses_torch: ClassVar[bool] = False
     option_names: ClassVar[frozenset[str]] = frozenset()
     imports: tuple[str, ...] = ()
+    variants: ClassVar[bool] = False
+    """Whether a config may name ``<family>-<variant>`` models with their own options."""
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -303,6 +309,7 @@ class TabNASModel(Adapter):
     family = package = "tabnas"
     uses_torch = True
     imports = ("tabnas",)
+    variants = True
 
     @classmethod
     def options(cls) -> frozenset[str]:
@@ -376,4 +383,4 @@ def make_model(
 
 
 # The adapters of these modules register themselves; they import torch only when used.
-from benchmarks import nn_baselines, search_value  # noqa: E402, F401
+from benchmarks import nn_baselines, search_value, strategies  # noqa: E402, F401

@@ -189,7 +189,7 @@ def search(
         raise RuntimeError(f"{strategy!r}'s last search stage is not the plan's space")
     strategy.search_finished(trainer.evaluate, generator.initial_seed())
     with supernet.trial_decisions():
-        argmax_architecture = argmax_select(supernet)
+        argmax_architecture = strategy.finalize(argmax_select(supernet))
     supernet_val = score_supernet(
         supernet, val_data, task, weights=supernet.default_weights().detach()
     )

@@ -1,0 +1,65 @@
+"""The strategies study: one job searches once and scores both selectors; the report ranks."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks.config import DatasetSpec, ModelSpec, load_config
+from benchmarks.jobs import Job, execute
+from benchmarks.models import model_family
+from benchmarks.strategies import average_ranks, plot_trajectories, report
+
+TINY = {"preset": "fast", "max_search_steps": 6, "max_epochs": 2}
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def test_variants_of_the_strategy_family_are_models():
+    assert model_family("strategy-gdas") == "strategy"
+    with pytest.raises(ValueError, match="strategy-<variant>"):
+        model_family("svm-fast")
+    config = load_config("strategies")
+    assert {m.family for m in config.models} == {"strategy"}
+    assert {m.options["strategy"] for m in config.models} >= {"darts", "gdas", "pdarts"}
+
+
+@pytest.mark.parametrize("dataset", ["tiny_clf", "tiny_reg"])
+def test_one_job_scores_pt_and_argmax_of_one_search(tiny_index, tmp_path, dataset):
+    options = {**TINY, "strategy": "darts", "strategy_options": {"lr": 0.05}}
+    job = Job(
+        DatasetSpec(dataset, "local", dataset), ModelSpec("strategy-darts", "strategy", options),
+        seed=1, datasets_index=str(tiny_index), isolate=False,
+    )
+    row = execute(job)
+    assert row["status"] == "ok", row.get("traceback")
+    arms = row["arms"]
+    assert set(arms) == {"pt", "argmax", "search"}
+    search = arms["search"]
+    assert search["strategy"].startswith("DARTS(lr=0.05")
+    assert search["alpha_shift"] > 0 and len(search["alpha_trajectory"]) >= 1
+    assert len(search["alpha_trajectory"][0]) == len(search["ops"])
+    assert set(search["lead_share"]) <= {"skip", "none"}
+    # the argmax arm is charged the search it needs
+    assert arms["argmax"]["fit_time_s"] > search["search_s"]
+    metric = "rmse" if row["task"] == "regression" else "accuracy"
+    assert row[metric] == arms["pt"]["test"][metric]
+
+    (tmp_path / "results.jsonl").write_text(json.dumps(row, default=str) + "\n")
+    text = report(tmp_path / "results.jsonl")
+    assert "strategy-darts/pt" in text and "Ranks first" in text
+    assert plot_trajectories(tmp_path / "results.jsonl", tmp_path / "alpha.png").stat().st_size
+
+
+def test_average_ranks_share_ties_and_follow_the_metric_direction():
+    def entry(test, higher=True):
+        return [{"test": test, "higher": higher}]
+
+    table = {
+        ("a", "clf"): entry(0.9), ("b", "clf"): entry(0.8), ("c", "clf"): entry(0.9),
+        ("a", "reg"): entry(2.0, False), ("b", "reg"): entry(1.0, False),
+        ("c", "reg"): entry(3.0, False),
+    }
+    ranks = average_ranks(table)
+    assert ranks == {"a": (1.5 + 2) / 2, "b": (3 + 1) / 2, "c": (1.5 + 3) / 2}
