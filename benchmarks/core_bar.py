@@ -62,21 +62,32 @@ def breast_cancer() -> dict:
     }
 
 
-def california(index_path, out: Path, *, with_ft_transformer: bool = False) -> list[dict]:
-    import lightgbm as lgb
-
+def california_split(index_path) -> tuple:
+    """The core bar's California split: ``X_train, X_val, X_test, y_train, y_val, y_test``
+    (20 % test, then 20 % of the rest for validation, seed 0; targets in $100,000)."""
     data = load_local("california_housing", index_path)
     y = data.y / 100_000
     X_rest, X_test, y_rest, y_test = train_test_split(data.X, y, test_size=0.2, random_state=0)
     X_train, X_val, y_train, y_val = train_test_split(X_rest, y_rest, test_size=0.2, random_state=0)
+    return X_train, X_val, X_test, y_train, y_val, y_test
 
-    started = time.perf_counter()
+
+def fit_lightgbm(X_train, y_train, X_val, y_val):
+    """LightGBM with default parameters and early stopping (50 rounds) on the val split."""
+    import lightgbm as lgb
+
     with warnings.catch_warnings():  # newer LightGBM renames eval_set; both work
         warnings.filterwarnings("ignore", message=".*eval_set.*")
-        gbm = lgb.LGBMRegressor(n_estimators=4000, verbose=-1, random_state=0).fit(
+        return lgb.LGBMRegressor(n_estimators=4000, verbose=-1, random_state=0).fit(
             X_train, y_train, eval_set=[(X_val, y_val)],
             callbacks=[lgb.early_stopping(50, verbose=False)],
         )
+
+
+def california(index_path, out: Path, *, with_ft_transformer: bool = False) -> list[dict]:
+    X_train, X_val, X_test, y_train, y_val, y_test = california_split(index_path)
+    started = time.perf_counter()
+    gbm = fit_lightgbm(X_train, y_train, X_val, y_val)
     gbm_s = time.perf_counter() - started
     started = time.perf_counter()
     reg = TabNASRegressor(random_state=0).fit(X_train, y_train, X_val=X_val, y_val=y_val)
