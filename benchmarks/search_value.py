@@ -10,7 +10,13 @@ the same retrain protocol (early stopping on val, best weights restored), these 
   first of them that fit in a search arm's fit time form *black-box random search at
   equal time* (the best on val wins); all of them give the *median random architecture*;
 - ``ft-point`` and ``resnet-point``: FT-Transformer's and a ResNet's points of the space
-  (``space.chain(["attention", "ffn"])``, ``space.chain(["resnet", "skip"])``).
+  (``space.chain(["attention", "ffn"])``, ``space.chain(["resnet", "skip"])``);
+- ``evolution-<i>`` (with the option ``evolution_population`` P > 0): regularised evolution
+  (:func:`tabnas.nas.evolution.regularized_evolution`, sample size ``evolution_sample``)
+  whose initial population is ``random-0 .. random-(P-1)``, already fitted, and whose
+  children are retrained like them, until the evaluations' fit times fill the slowest
+  search arm's. Its first evaluations within a search arm's fit time form *evolution at
+  equal time*, beside random search at equal time (the best on val wins).
 
 The study is about the cells search, so every arm searches or trains the preset's space
 restricted to the ``cells`` backbone (no TabM candidate, no ensemble).
@@ -45,7 +51,10 @@ class SearchValueModel(Adapter):
     family = "search_value"
     package = "tabnas"
     uses_torch = True
-    option_names = frozenset({"preset", "n_random", "default", "max_search_steps", "max_epochs"})
+    option_names = frozenset({
+        "preset", "n_random", "default", "max_search_steps", "max_epochs",
+        "evolution_population", "evolution_sample",
+    })
     imports = ("tabnas",)
 
     def fit(self, X_train, y_train, X_val, y_val):
@@ -83,7 +92,46 @@ class SearchValueModel(Adapter):
                           architecture=arch)
             spent += self.arms_[f"random-{i}"]["fit_time_s"]
             i += 1
+        if int(self.options.get("evolution_population", 0)):
+            self._evolve(X_train, y_train, X_val, y_val, preset=preset, space=space, budget=budget)
         return self
+
+    def _evolve(self, X_train, y_train, X_val, y_val, *, preset: str, space, budget: float):
+        """Regularised evolution from the first random arms, each child retrained as they
+        are, until the evaluations' fit times reach ``budget``."""
+        from tabnas.nas.evolution import regularized_evolution
+
+        population = int(self.options["evolution_population"])
+        randoms = [f"random-{i}" for i in range(population)]
+        if any(arm not in self.arms_ for arm in randoms):
+            raise ValueError(
+                f"evolution_population={population} needs as many random arms;"
+                f" n_random={self.options.get('n_random', 6)}"
+            )
+        initial = [space.sample(seed=1000 * self.seed + i) for i in range(population)]  # as fit
+        names: list[str] = []  # the arm of each evaluation, in order
+        spent = [0.0]  # the clock of the evolution: the fit time of its evaluations
+
+        def evaluate(architecture) -> float:
+            arm = randoms[len(names)] if len(names) < population else (
+                f"evolution-{len(names) - population}"
+            )
+            if arm not in self.arms_:
+                self._fit_one(X_train, y_train, X_val, y_val, arm, preset=preset,
+                              architecture=architecture)
+            self.arms_[arm]["population"] = population  # an evaluation of the evolution
+            names.append(arm)
+            spent[0] += self.arms_[arm]["fit_time_s"]
+            return self.arms_[arm]["val_score"]
+
+        result = regularized_evolution(
+            space, evaluate, population_size=population,
+            sample_size=int(self.options.get("evolution_sample", 2)), max_seconds=budget,
+            initial=initial, seed=self.seed, clock=lambda: spent[0],
+        )
+        for individual in result.history[population:]:
+            assert individual.parent is not None  # a child of the evolution
+            self.arms_[names[individual.index]]["parent"] = names[individual.parent]
 
     def _estimator_class(self):
         from tabnas import TabNASClassifier, TabNASRegressor
@@ -163,12 +211,7 @@ def summarise_job(arms: dict[str, dict[str, Any]], task: str, default: str) -> d
     out: dict[str, Any] = {f"test:{a}": test[a] for a in (*SEARCH_ARMS, "darts-argmax", *POINTS)}
     out["test:random-median"] = statistics.median(test[a] for a in randoms)
     for arm in SEARCH_ARMS:  # black-box random search in this arm's fit time (at least one)
-        budget, spent, chosen = arms[arm]["fit_time_s"], 0.0, []
-        for a in randoms:
-            spent += arms[a]["fit_time_s"]
-            if chosen and spent > budget:
-                break
-            chosen.append(a)
+        chosen = _within(randoms, arms, arms[arm]["fit_time_s"])
         best = max(chosen, key=lambda a: arms[a]["val_score"])
         out[f"test:random-search@{arm}"] = test[best]
         out[f"n_random@{arm}"] = len(chosen)
@@ -181,10 +224,33 @@ def summarise_job(arms: dict[str, dict[str, Any]], task: str, default: str) -> d
     out["time:darts-argmax"] = arms["darts-argmax"]["fit_time_s"]
     for arm in POINTS:
         out[f"time:{arm}"] = arms[arm]["fit_time_s"]
+    population = max((info.get("population", 0) for info in arms.values()), default=0)
+    if population:  # evolution at equal time: its initial random arms, then its children
+        evolution = sorted(
+            (a for a in arms if a.startswith("evolution-")), key=lambda a: int(a.split("-")[1])
+        )
+        sequence = randoms[:population] + evolution
+        for arm in SEARCH_ARMS:
+            chosen = _within(sequence, arms, arms[arm]["fit_time_s"])
+            best = max(chosen, key=lambda a: arms[a]["val_score"])
+            out[f"test:evolution@{arm}"] = test[best]
+            out[f"n_evolution@{arm}"] = len(chosen)
     out["ops:darts-pt"] = arms["darts-pt"]["ops"]
     out["ops:fixed-alpha-pt"] = arms["fixed-alpha-pt"]["ops"]
     out["metric"], out["higher_is_better"] = metric, higher
     return out
+
+
+def _within(sequence: list[str], arms: dict[str, dict[str, Any]], budget: float) -> list[str]:
+    """The first arms of ``sequence`` whose fit times add up to at most ``budget`` (at
+    least one)."""
+    spent, chosen = 0.0, []
+    for a in sequence:
+        spent += arms[a]["fit_time_s"]
+        if chosen and spent > budget:
+            break
+        chosen.append(a)
+    return chosen
 
 
 COLUMNS = [
@@ -197,6 +263,10 @@ COLUMNS = [
     ("FT-T point", "test:ft-point"),
     ("ResNet point", "test:resnet-point"),
 ]
+EVOLUTION_COLUMNS = [
+    ("evolution = darts-pt time", "test:evolution@darts-pt"),
+    ("evolution = fixed-α time", "test:evolution@fixed-alpha-pt"),
+]
 
 
 def report(results: Path, default: str = "darts-pt") -> str:
@@ -208,19 +278,27 @@ def report(results: Path, default: str = "darts-pt") -> str:
             {**summarise_job(row["arms"], row["task"], default), "task": row["task"],
              "n_train": row.get("n_train")}
         )
+    # the evolution arm's figures, when every job ran it
+    evolution = all("test:evolution@darts-pt" in j for js in by_dataset.values() for j in js)
+    columns = COLUMNS + (EVOLUTION_COLUMNS if evolution else [])
     lines = [
-        "| dataset | task (metric) | seeds | " + " | ".join(name for name, _ in COLUMNS) + " |",
-        "|---" * (3 + len(COLUMNS)) + "|",
+        "| dataset | task (metric) | seeds | " + " | ".join(name for name, _ in columns) + " |",
+        "|---" * (3 + len(columns)) + "|",
     ]
-    tally = {"median": {}, "random-search": {}, "argmax": {}, "ft": {}, "resnet": {}}
+    tally: dict[str, dict[str, list[int]]] = {
+        "median": {}, "random-search": {}, "argmax": {}, "ft": {}, "resnet": {}
+    }
+    if evolution:
+        tally["evolution"] = {}
+    evolution_vs_random = [0, 0, 0]
     gaps, times = [], []
     for dataset, jobs in sorted(by_dataset.items()):
         metric, higher = jobs[0]["metric"], jobs[0]["higher_is_better"]
-        mean = {key: float(np.mean([j[key] for j in jobs])) for _, key in COLUMNS}
-        std = {key: float(np.std([j[key] for j in jobs])) for _, key in COLUMNS}
+        mean = {key: float(np.mean([j[key] for j in jobs])) for _, key in columns}
+        std = {key: float(np.std([j[key] for j in jobs])) for _, key in columns}
         best = max(mean.values()) if higher else min(mean.values())
         cells = []
-        for _, key in COLUMNS:
+        for _, key in columns:
             text = f"{mean[key]:.4g} ± {std[key]:.2g}"
             cells.append(f"**{text}**" if mean[key] == best else text)
         lines.append(
@@ -237,10 +315,16 @@ def report(results: Path, default: str = "darts-pt") -> str:
                 ("argmax", "test:darts-argmax"),
                 ("ft", "test:ft-point"),
                 ("resnet", "test:resnet-point"),
+                ("evolution", f"test:evolution@{arm}"),
             ):
+                if name not in tally:
+                    continue
                 tally[name].setdefault(arm, [0, 0, 0])
                 diff = sign * (own - mean[key])
                 tally[name][arm][0 if diff > 0 else 1 if diff == 0 else 2] += 1
+            if evolution:
+                diff = sign * (mean[f"test:evolution@{arm}"] - mean[f"test:random-search@{arm}"])
+                evolution_vs_random[0 if diff > 0 else 1 if diff == 0 else 2] += 1
             gaps.append((dataset, arm, float(np.mean([j[f"gap:{arm}"] for j in jobs]))))
         times.append((
             dataset,
@@ -249,6 +333,7 @@ def report(results: Path, default: str = "darts-pt") -> str:
                 k: float(np.mean([j[k] for j in jobs]))
                 for k in jobs[0]
                 if k.startswith(("n_random@", "steps:", "alpha_shift:"))
+                or (evolution and k.startswith("n_evolution@"))
             },
         ))
     out = ["## Test scores (mean ± std over seeds; best of the row in bold)", "", *lines, ""]
@@ -270,14 +355,18 @@ def report(results: Path, default: str = "darts-pt") -> str:
     ]
     out += ["## Wins / ties / losses of each search arm (by mean test score per dataset)", "",
             "| search arm | vs median random | vs random search at equal time | vs darts argmax"
-            " | vs FT-T point | vs ResNet point |",
-            "|---|---|---|---|---|---|"]
+            " | vs FT-T point | vs ResNet point |"
+            + (" vs evolution at equal time |" if evolution else ""),
+            "|---" * (1 + len(tally)) + "|"]
     for arm in SEARCH_ARMS:
         out.append(
             f"| {arm} | "
             + " | ".join("{}/{}/{}".format(*tally[name][arm]) for name in tally)
             + " |"
         )
+    if evolution:
+        out += ["", "Evolution vs random search at equal time (each search arm's time, each"
+                " dataset): {}/{}/{} wins / ties / losses.".format(*evolution_vs_random)]
     out += ["", "## Discretisation gap (val score of the retrained selection minus the supernet's; "
             "score = accuracy, or −RMSE in standardised units for regression)", "",
             "| dataset | arm | gap |", "|---|---|---|"]

@@ -8,7 +8,7 @@ import pytest
 
 from benchmarks.config import DatasetSpec, ModelSpec
 from benchmarks.jobs import Job, execute
-from benchmarks.search_value import POINTS, SEARCH_ARMS, report, summarise_job
+from benchmarks.search_value import POINTS, SEARCH_ARMS, SearchValueModel, report, summarise_job
 
 TINY = {"preset": "fast", "n_random": 2, "max_search_steps": 6, "max_epochs": 2}
 
@@ -71,3 +71,93 @@ def test_random_search_at_equal_time_takes_the_best_on_val_within_the_budget():
     )
     assert summary["test:random-median"] == pytest.approx(0.625)
     assert summary["gap:darts-pt"] == pytest.approx(0.3)
+
+
+def test_evolution_starts_from_the_random_arms_and_fills_the_budget(monkeypatch):
+    from tabnas import TabNASClassifier
+    from tabnas.nas.space import SearchSpace
+
+    space = SearchSpace()
+    model = SearchValueModel(
+        task="binclass", n_classes=2, seed=3, threads=1,
+        options={"evolution_population": 3, "evolution_sample": 2},
+    )
+    fitted = []
+
+    def fit_one(self, X_train, y_train, X_val, y_val, arm, **params):
+        architecture = params["architecture"]
+        fitted.append(arm)
+        self.arms_[arm] = {  # attention pays: the evolution should find it
+            "fit_time_s": 2.0, "val_score": architecture.ops.count("attention") / 4,
+            "ops": list(architecture.ops), "estimator": TabNASClassifier(),
+        }
+
+    monkeypatch.setattr(SearchValueModel, "_fit_one", fit_one)
+    model.arms_ = {}
+    for i in range(4):  # the random arms, as fit() samples them
+        model._fit_one(None, None, None, None, f"random-{i}",
+                       architecture=space.sample(seed=1000 * model.seed + i))
+    fitted.clear()
+    model._evolve(None, None, None, None, preset="fast", space=space, budget=15.0)
+    # 3 random arms reused (6 s), then children of 2 s each until the clock reaches 15 s
+    assert fitted == [f"evolution-{i}" for i in range(5)]
+    assert model.arms_["random-2"]["population"] == 3 and "population" not in model.arms_[
+        "random-3"
+    ]
+    for i in range(5):
+        arm = model.arms_[f"evolution-{i}"]
+        assert arm["population"] == 3
+        assert arm["parent"] in {f"random-{j}" for j in range(3)} | {
+            f"evolution-{j}" for j in range(i)
+        }
+
+
+def test_evolution_at_equal_time_continues_the_random_arms_it_started_from(tmp_path):
+    def arm(time, val, test, **extra):
+        return {
+            "fit_time_s": time, "val_score": val, "test": {"accuracy": test}, "ops": [], **extra
+        }
+
+    search = {"supernet_val": 0.5, "search_steps": 10, "alpha_shift": 0.0}
+    arms = {
+        "darts-pt": arm(10.0, 0.8, 0.80, **search),
+        "fixed-alpha-pt": arm(4.0, 0.7, 0.70, **search),
+        "darts-argmax": arm(5.0, 0.6, 0.60),
+        "ft-point": arm(1.0, 0.6, 0.60),
+        "resnet-point": arm(1.0, 0.6, 0.60),
+        "random-0": arm(3.0, 0.60, 0.61),
+        "random-1": arm(3.0, 0.50, 0.62),
+        "random-2": arm(3.0, 0.95, 0.63),  # not in the population of 2
+        "evolution-0": arm(3.0, 0.90, 0.70, population=2, parent="random-0"),
+        "evolution-1": arm(3.0, 0.99, 0.99, population=2, parent="evolution-0"),  # too late
+    }
+    summary = summarise_job(arms, "binclass", "darts-pt")
+    assert summary["test:evolution@darts-pt"] == 0.70 and summary["n_evolution@darts-pt"] == 3
+    assert summary["test:evolution@fixed-alpha-pt"] == 0.61
+    assert summary["test:random-search@darts-pt"] == 0.63  # random-2 in its place
+    results = tmp_path / "results.jsonl"
+    results.write_text(json.dumps(
+        {"status": "ok", "dataset": "toy", "task": "binclass", "arms": arms}
+    ) + "\n")
+    text = report(results)
+    assert "| evolution = darts-pt time | evolution = fixed-α time |" in text
+    assert "Evolution vs random search at equal time" in text and "n_evolution@darts-pt" in text
+
+
+def test_a_job_with_the_evolution_arm_reports_it(tiny_index, tmp_path):
+    options = {**TINY, "evolution_population": 2, "evolution_sample": 2}
+    job = Job(
+        DatasetSpec("tiny_clf", "local", "tiny_clf"),
+        ModelSpec("search_value", "search_value", options),
+        seed=1, datasets_index=str(tiny_index), isolate=False,
+    )
+    row = execute(job)
+    assert row["status"] == "ok", row.get("traceback")
+    children = [a for a in row["arms"] if a.startswith("evolution-")]
+    assert children, "the budget of the slowest search arm leaves room for children"
+    for child in children:
+        info = row["arms"][child]
+        assert info["population"] == 2 and "accuracy" in info["test"]
+        assert info["parent"] in {"random-0", "random-1", *children}
+    (tmp_path / "results.jsonl").write_text(json.dumps(row, default=str) + "\n")
+    assert "| evolution = darts-pt time |" in report(tmp_path / "results.jsonl")
