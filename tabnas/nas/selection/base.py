@@ -115,9 +115,13 @@ def incoming_edges(supernet: SuperNetwork, cell: int, target: int) -> list[int]:
 
 
 def edge_strength(supernet: SuperNetwork, cell: int, edge: int) -> float:
-    """How strongly the search trusted an edge: its best non-``none`` softmax weight."""
+    """How strongly the search trusted an edge: its best non-``none`` softmax weight, times
+    the supernet's weight of the whole edge where it has one (PC-DARTS's β; 1 otherwise)."""
     weights = torch.softmax(supernet.alpha.detach()[cell, edge], dim=-1)
-    return max(float(weights[k]) for k in candidate_ops(supernet))
+    with torch.no_grad():
+        edge_weights = supernet.edge_weights()
+    factor = 1.0 if edge_weights is None else float(edge_weights[cell, edge])
+    return factor * max(float(weights[k]) for k in candidate_ops(supernet))
 
 
 def shuffled(items: list, seed: int) -> list:
