@@ -87,12 +87,7 @@ class SuperNetwork(TokenNetwork):
         self.space = space
         n_tokens = self.tokenizer.n_tokens
         self.cells = nn.ModuleList(
-            nn.ModuleList(
-                MixedOp(
-                    nn.ModuleDict({op: make_op(op, space.settings, n_tokens) for op in space.ops})
-                )
-                for _ in space.edges
-            )
+            nn.ModuleList(self.make_mixed_op(n_tokens) for _ in space.edges)
             for _ in range(space.n_cells)
         )
         shape = (space.n_cells, space.n_edges, len(space.ops))
@@ -102,12 +97,19 @@ class SuperNetwork(TokenNetwork):
         self._active: list[list[list[bool]]] | None = None
         self._pruned = False  # whether some open edge lost ops (prune_ops)
 
+    def make_mixed_op(self, n_tokens: int) -> nn.Module:
+        """The mixture of one edge: every op of the space at full width. Called once per
+        edge by ``__init__``; a variant supernet overrides it (PC-DARTS's partial channels)."""
+        ops = {op: make_op(op, self.space.settings, n_tokens) for op in self.space.ops}
+        return MixedOp(nn.ModuleDict(ops))
+
     # ---- parameters -------------------------------------------------------------------
     def arch_parameters(self) -> list[nn.Parameter]:
         return [self.alpha]
 
     def weight_parameters(self) -> list[nn.Parameter]:
-        return [p for name, p in self.named_parameters() if name != "alpha"]
+        arch = {id(p) for p in self.arch_parameters()}
+        return [p for p in self.parameters() if id(p) not in arch]
 
     # ---- mixing weights ---------------------------------------------------------------
     def project(self, weights: Tensor) -> Tensor:
@@ -132,6 +134,12 @@ class SuperNetwork(TokenNetwork):
         """``alpha`` normalised (:meth:`normalized`) with the fixed edges applied: the
         current supernet."""
         return self.project(self.normalized())
+
+    def edge_weights(self) -> Tensor | None:
+        """Factors on whole edges, ``(n_cells, n_edges)``, that the forward pass multiplies
+        each edge's output by and the argmax rule multiplies each edge's strength by
+        (PC-DARTS's edge normalisation); ``None``: every edge counts fully."""
+        return None
 
     # ---- selection state --------------------------------------------------------------
     def prune_ops(self, kept: Tensor) -> None:
@@ -229,6 +237,7 @@ class SuperNetwork(TokenNetwork):
             ]
             for kept_c, nonzero_c in zip(kept, nonzero)
         ]
+        edge_weights = self.edge_weights()
         for c, cell in enumerate(self.cells):
             states = [tokens]
             for target in range(1, self.space.n_nodes + 1):
@@ -237,6 +246,8 @@ class SuperNetwork(TokenNetwork):
                     if edge_target != target or not any(active[c][e]):
                         continue
                     out = cast(nn.ModuleList, cell)[e](states[source], weights[c, e], active[c][e])
+                    if edge_weights is not None:
+                        out = edge_weights[c, e] * out
                     node = out if node is None else node + out
                 states.append(torch.zeros_like(tokens) if node is None else node)
             tokens = states[-1]

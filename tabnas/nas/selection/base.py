@@ -102,7 +102,7 @@ def candidate_ops(supernet: SuperNetwork, cell: int, edge: int) -> list[int]:
     ]
 
 
-def edge_weights(supernet: SuperNetwork, cell: int, edge: int) -> Tensor:
+def op_weights(supernet: SuperNetwork, cell: int, edge: int) -> Tensor:
     """The softmax of the edge's architecture logits over the ops it still has."""
     alpha = supernet.alpha.detach()[cell, edge]
     kept = supernet.kept[cell, edge] | supernet.fixed[cell, edge]
@@ -111,7 +111,7 @@ def edge_weights(supernet: SuperNetwork, cell: int, edge: int) -> Tensor:
 
 def argmax_op(supernet: SuperNetwork, cell: int, edge: int) -> str:
     """The DARTS rule: the strongest non-``none`` op by architecture weight."""
-    weights = edge_weights(supernet, cell, edge)
+    weights = op_weights(supernet, cell, edge)
     ops = candidate_ops(supernet, cell, edge)
     return supernet.space.ops[max(ops, key=lambda k: float(weights[k]))]
 
@@ -126,9 +126,13 @@ def incoming_edges(supernet: SuperNetwork, cell: int, target: int) -> list[int]:
 
 
 def edge_strength(supernet: SuperNetwork, cell: int, edge: int) -> float:
-    """How strongly the search trusted an edge: its best non-``none`` softmax weight."""
-    weights = edge_weights(supernet, cell, edge)
-    return max(float(weights[k]) for k in candidate_ops(supernet, cell, edge))
+    """How strongly the search trusted an edge: its best non-``none`` softmax weight, times
+    the supernet's weight of the whole edge where it has one (PC-DARTS's β; 1 otherwise)."""
+    weights = op_weights(supernet, cell, edge)
+    with torch.no_grad():
+        edge_weights = supernet.edge_weights()
+    factor = 1.0 if edge_weights is None else float(edge_weights[cell, edge])
+    return factor * max(float(weights[k]) for k in candidate_ops(supernet, cell, edge))
 
 
 def shuffled(items: list, seed: int) -> list:

@@ -8,6 +8,7 @@ from tabnas.nas.strategies.base import (
     make_strategy,
 )
 from tabnas.nas.strategies.darts import DARTS, FixedAlpha, SecondOrderDARTS, sgd_virtual_step
+from tabnas.nas.strategies.pcdarts import PCDARTS, PartialChannelSupernet
 from tabnas.nas.strategies.pdarts import PDARTS
 from tabnas.nas.strategies.sampling import GDAS, SNAS
 from tabnas.nas.strategies.smooth import AdversarialSmoothDARTS, SmoothDARTS
@@ -18,7 +19,9 @@ __all__ = [
     "STRATEGY_REGISTRY",
     "GDAS",
     "FixedAlpha",
+    "PCDARTS",
     "PDARTS",
+    "PartialChannelSupernet",
     "SearchStage",
     "SearchStrategy",
     "SNAS",
