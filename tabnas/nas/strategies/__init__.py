@@ -2,15 +2,19 @@
 
 from tabnas.nas.strategies.base import STRATEGY_REGISTRY, SearchStrategy, VirtualStep, make_strategy
 from tabnas.nas.strategies.darts import DARTS, FixedAlpha, SecondOrderDARTS, sgd_virtual_step
+from tabnas.nas.strategies.darts_minus import DARTSMinus
+from tabnas.nas.strategies.random_ws import RandomWS
 from tabnas.nas.strategies.sampling import GDAS, SNAS
 from tabnas.nas.strategies.smooth import AdversarialSmoothDARTS, SmoothDARTS
 
 __all__ = [
     "AdversarialSmoothDARTS",
     "DARTS",
+    "DARTSMinus",
     "STRATEGY_REGISTRY",
     "GDAS",
     "FixedAlpha",
+    "RandomWS",
     "SearchStrategy",
     "SNAS",
     "SecondOrderDARTS",
