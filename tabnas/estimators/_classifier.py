@@ -33,9 +33,10 @@ class TabNASClassifier(ClassifierMixin, BaseTabNAS):
         ``"darts"`` (first order), ``"fixed-alpha"`` (α frozen at uniform: PT does all
         the choosing), ``"darts2"`` (second order), ``"gdas"`` (one sampled op per edge),
         ``"snas"`` (relaxed samples, single-level), ``"sdarts-rs"`` / ``"sdarts-adv"``
-        (DARTS with randomly / adversarially perturbed weight steps); or a configured
-        strategy such as ``DARTS(lr=3e-3)``, ``GDAS(tau=(10, 0.1))`` or
-        ``SmoothDARTS("gdas")``.
+        (DARTS with randomly / adversarially perturbed weight steps), ``"darts-minus"``
+        (DARTS with a decaying auxiliary skip branch), ``"random-ws"`` (random search with
+        weight sharing); or a configured strategy such as ``DARTS(lr=3e-3)``,
+        ``GDAS(tau=(10, 0.1))`` or ``SmoothDARTS("gdas")``.
     selection : {"pt", "argmax"} or Selector, default="pt"
         PT-DARTS perturbation-based selection, or the DARTS argmax rule.
     architecture : Architecture, default=None

@@ -219,6 +219,25 @@ class SuperNetwork(TokenNetwork):
             num_embedding=self.space.search_embedding,
         )
 
+    def architecture_weights(self, architecture: Architecture) -> Tensor:
+        """The mixing weights under which the supernet computes exactly ``architecture``, a
+        ``cells`` point of its space: one-hot on the edges it has, zero rows elsewhere
+        (shape ``(n_cells, n_edges, n_ops)``, on ``alpha``'s device, no gradient)."""
+        space = self.space
+        if architecture.backbone != "cells" or not space.contains(architecture):
+            raise ValueError(
+                "architecture_weights needs a 'cells' architecture of this supernet's space"
+                f" (n_cells={space.n_cells}, n_nodes={space.n_nodes}, node_inputs="
+                f"{space.node_inputs}, ops={space.ops}), got {architecture.to_dict()['cells']}"
+            )
+        index = {edge: e for e, edge in enumerate(space.edges)}
+        weights = [[[0.0] * len(space.ops) for _ in space.edges] for _ in range(space.n_cells)]
+        for c, cell in enumerate(architecture.cells):
+            for target, inputs in enumerate(cell, start=1):
+                for edge in inputs:
+                    weights[c][index[edge.source, target]][space.ops.index(edge.op)] = 1.0
+        return torch.tensor(weights, dtype=self.alpha.dtype, device=self.alpha.device)
+
     # ---- forward: TokenNetwork.forward(x_num, x_cat, weights=...) -------------------------
     def body(self, tokens: Tensor, weights: Tensor | None = None) -> Tensor:
         """``weights`` (``(n_cells, n_edges, n_ops)``) default to :meth:`default_weights`.

@@ -8,20 +8,24 @@ from tabnas.nas.strategies.base import (
     make_strategy,
 )
 from tabnas.nas.strategies.darts import DARTS, FixedAlpha, SecondOrderDARTS, sgd_virtual_step
+from tabnas.nas.strategies.darts_minus import DARTSMinus
 from tabnas.nas.strategies.pcdarts import PCDARTS, PartialChannelSupernet
 from tabnas.nas.strategies.pdarts import PDARTS
+from tabnas.nas.strategies.random_ws import RandomWS
 from tabnas.nas.strategies.sampling import GDAS, SNAS
 from tabnas.nas.strategies.smooth import AdversarialSmoothDARTS, SmoothDARTS
 
 __all__ = [
     "AdversarialSmoothDARTS",
     "DARTS",
+    "DARTSMinus",
     "STRATEGY_REGISTRY",
     "GDAS",
     "FixedAlpha",
     "PCDARTS",
     "PDARTS",
     "PartialChannelSupernet",
+    "RandomWS",
     "SearchStage",
     "SearchStrategy",
     "SNAS",
