@@ -137,6 +137,9 @@ class SearchOutcome:
     steps: int
     alpha_shift: float
     """The largest change of any architecture logit over the search."""
+    dominant_hessian_eigenvalue: float | None
+    """The dominant eigenvalue of the Hessian of the architecture-half loss with respect to
+    α at the end of the search (its sharpness); ``None`` when the strategy never moves α."""
 
 
 @dataclass
@@ -178,6 +181,7 @@ def search(
         callbacks=list(callbacks),
     )
     steps = trainer.search(budget.until(SEARCH_SHARE))
+    eigenvalue = trainer.alpha_hessian_eigenvalue()  # the α the search trained
     strategy.search_finished(trainer.evaluate, generator.initial_seed())
     with supernet.trial_decisions():
         argmax_architecture = argmax_select(supernet)
@@ -187,7 +191,7 @@ def search(
     return SearchOutcome(
         supernet=supernet, trainer=trainer, argmax_architecture=argmax_architecture,
         supernet_val=supernet_val, steps=steps,
-        alpha_shift=trainer.alpha_shift(),
+        alpha_shift=trainer.alpha_shift(), dominant_hessian_eigenvalue=eigenvalue,
     )
 
 
@@ -351,6 +355,7 @@ def search_select_retrain(
             "argmax_architecture": outcome.argmax_architecture,
             "supernet_val": outcome.supernet_val,
             "alpha_shift": outcome.alpha_shift,
+            "dominant_hessian_eigenvalue": outcome.dominant_hessian_eigenvalue,
         }
         del outcome
         candidates = plan.space.candidates(selected)
