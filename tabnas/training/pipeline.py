@@ -138,6 +138,9 @@ class SearchOutcome:
     steps: int
     alpha_shift: float
     """The largest change of any architecture logit over the search."""
+    dominant_hessian_eigenvalue: float | None
+    """The dominant eigenvalue of the Hessian of the architecture-half loss with respect to
+    α at the end of the search (its sharpness); ``None`` when the strategy never moves α."""
 
 
 @dataclass
@@ -187,6 +190,7 @@ def search(
         steps += trainer.search(budget.until(SEARCH_SHARE * min(done_share, 1.0)))
     if supernet.space != plan.space:
         raise RuntimeError(f"{strategy!r}'s last search stage is not the plan's space")
+    eigenvalue = trainer.alpha_hessian_eigenvalue()  # the α the last stage trained
     strategy.search_finished(trainer.evaluate, generator.initial_seed())
     with supernet.trial_decisions():
         argmax_architecture = strategy.finalize(argmax_select(supernet))
@@ -197,7 +201,7 @@ def search(
         supernet=supernet, trainer=trainer, strategy=strategy,
         argmax_architecture=argmax_architecture,
         supernet_val=supernet_val, steps=steps,
-        alpha_shift=trainer.alpha_shift(),
+        alpha_shift=trainer.alpha_shift(), dominant_hessian_eigenvalue=eigenvalue,
     )
 
 
@@ -362,6 +366,7 @@ def search_select_retrain(
             "argmax_architecture": outcome.argmax_architecture,
             "supernet_val": outcome.supernet_val,
             "alpha_shift": outcome.alpha_shift,
+            "dominant_hessian_eigenvalue": outcome.dominant_hessian_eigenvalue,
         }
         del outcome
         candidates = plan.space.candidates(selected)

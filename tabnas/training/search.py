@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from tabnas.devices import DeviceConfig
 from tabnas.nas.strategies.base import SearchStrategy
@@ -23,11 +24,16 @@ from tabnas.training.loop import (
     SCORE_CHUNK_ROWS,
     Deadline,
     Task,
+    batch_statistics,
     halve_batch,
     recover,
     score_supernet,
 )
-from tabnas.training.optim import make_weight_optimizer
+from tabnas.training.optim import anneal_arch_lr, cosine, set_lr, weight_recipe
+
+HESSIAN_ROWS = 256
+"""Rows of the architecture half (the first of the scoring rows) in the fixed batch of
+:meth:`SupernetTrainer.alpha_hessian_eigenvalue`."""
 
 
 @dataclass(frozen=True)
@@ -53,8 +59,8 @@ class SearchConfig:
     max_tune_share: float = 0.5
     """All tuning together takes at most this share of the search's own steps."""
     tune_lr_ratio: tuple[float, float] = (0.1, 0.04)
-    """Tuning lr, as fractions of ``lr``: cosine from the first to the second (darts-pt's
-    0.0025 -> 0.001 for a search lr of 0.025)."""
+    """Tuning lr, as fractions of the search's starting lr (``lr`` for AdamW, 0.025 for
+    SGD): cosine from the first to the second (darts-pt's 0.0025 -> 0.001 for SGD)."""
     grad_clip: float = 5.0
     max_score_rows: int = 4096
     """Rows of the architecture half that selection scores on (all of them below this)."""
@@ -84,6 +90,11 @@ class SearchConfig:
 
 class SupernetTrainer:
     """Trains a supernet on the weight half with architecture steps on the other half.
+
+    The weights' optimizer is the strategy's ``weight_optimizer``
+    (:func:`~tabnas.training.optim.weight_recipe`: AdamW at ``config.lr``, or DARTS's SGD
+    with its cosine over ``max_steps``); α's is the strategy's own, whose SGD lr the
+    trainer anneals over the search too.
 
     Args:
         weight_data: the rows the weights learn from ("w-train").
@@ -119,9 +130,11 @@ class SupernetTrainer:
         n_score = min(len(arch_data), config.max_score_rows)
         score_rows = torch.randperm(len(arch_data), generator=generator)[:n_score].sort().values
         self.score_data = arch_data[score_rows.to(arch_data.y.device)]
-        self.optimizer = make_weight_optimizer(
-            supernet, lr=config.lr, weight_decay=config.weight_decay,
-            exclude=supernet.arch_parameters(),
+        self.recipe = weight_recipe(
+            strategy.weight_optimizer, lr=config.lr, weight_decay=config.weight_decay
+        )
+        self.optimizer = self.recipe.build(
+            supernet, lr=self.recipe.lr, exclude=supernet.arch_parameters()
         )
         self._names = {id(p): n for n, p in supernet.named_parameters()}
         self.alpha_start = supernet.alpha.detach().clone()
@@ -164,6 +177,7 @@ class SupernetTrainer:
         """One architecture step (when asked and the strategy moves alpha), then one weight
         step; returns the weight batch's loss (a tensor: no host sync) and the arch stats."""
         self.supernet.train()
+        self._set_lrs()  # before the arch step: a virtual step uses the real step's lr
         batch = next(self.weight_batches)
         stats: dict[str, Tensor] = {}
         if arch_step and self.strategy.updates_alpha:
@@ -172,7 +186,6 @@ class SupernetTrainer:
                 stats = self.strategy.arch_step(
                     self.loss, batch, arch_batch, virtual_step=self.virtual_step
                 )
-        self._set_tuning_lr()
         self.steps += 1
         self._version += 1
         if len(batch) < 2:  # only with a one-row weight half
@@ -186,11 +199,18 @@ class SupernetTrainer:
         return loss.detach(), stats
 
     def virtual_step(self, grads: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-        """The AdamW step the weights would take for ``grads`` (second-order DARTS).
+        """The step the weight optimizer would take for ``grads`` (second-order DARTS):
+        :meth:`_adamw_virtual_step` or :meth:`_sgd_virtual_step`."""
+        if self.recipe.kind == "sgd":
+            return self._sgd_virtual_step(grads)
+        return self._adamw_virtual_step(grads)
 
-        Moments are updated as AdamW would; ``xi`` is the step's derivative with respect
-        to the gradient through the first moment, ``lr (1 - beta1) / (1 - beta1^t) /
-        (sqrt(v_hat) + eps)``, with the second moment held fixed.
+    def _adamw_virtual_step(
+        self, grads: dict[str, Tensor]
+    ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """AdamW's step. Moments are updated as AdamW would; ``xi`` is the step's derivative
+        with respect to the gradient through the first moment, ``lr (1 - beta1) / (1 -
+        beta1^t) / (sqrt(v_hat) + eps)``, with the second moment held fixed.
         """
         stepped, xi = {}, {}
         for group in self.optimizer.param_groups:
@@ -212,6 +232,25 @@ class SupernetTrainer:
                     p.detach() * (1 - lr * decay) - lr * (m / correction1) / denominator
                 ).detach()
                 xi[name] = lr * (1 - beta1) / correction1 / denominator
+        return stepped, xi
+
+    def _sgd_virtual_step(
+        self, grads: dict[str, Tensor]
+    ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """SGD with momentum, as DARTS's ``_compute_unrolled_model``: ``w' = w - lr
+        (momentum * buf + g + wd * w)`` with ``buf`` the momentum buffer (none before the
+        first step); ``xi = lr``."""
+        stepped, xi = {}, {}
+        for group in self.optimizer.param_groups:
+            lr, decay, momentum = group["lr"], group["weight_decay"], group["momentum"]
+            for p in group["params"]:
+                name = self._names[id(p)]
+                direction = grads[name] + decay * p.detach()
+                buffer = self.optimizer.state.get(p, {}).get("momentum_buffer")
+                if buffer is not None:
+                    direction = direction + momentum * buffer
+                stepped[name] = (p.detach() - lr * direction).detach()
+                xi[name] = torch.full((), lr, dtype=p.dtype, device=p.device)
         return stepped, xi
 
     # ---- the search ----------------------------------------------------------------------
@@ -246,7 +285,8 @@ class SupernetTrainer:
         stats: list[dict[str, Tensor]] = []
         while len(losses) < n_steps:
             if phase == "search":
-                self.strategy.step_started(self.steps, self.config.max_steps)
+                # schedules span the length every search reaches, then hold their end
+                self.strategy.step_started(self.steps, self.config.min_steps)
             arch_step = phase == "select" or self.steps >= self.config.warmup_steps
             try:
                 loss, step_stats = self.step(arch_step=arch_step)
@@ -367,35 +407,94 @@ class SupernetTrainer:
         return dict(scores)
 
     def start_tuning(self, n_decisions: int) -> int:
-        """Prepare PT's tuning: a fresh AdamW whose lr falls by a cosine from a tenth of the
-        search lr over all planned tuning steps. Returns the steps per decision, capped so
-        that tuning takes at most ``max_tune_share`` of the search's steps."""
+        """Prepare PT's tuning: a fresh weight optimizer of the search's kind whose lr falls
+        by a cosine from a tenth of the search's starting lr over all planned tuning steps.
+        Returns the steps per decision, capped so that tuning takes at most
+        ``max_tune_share`` of the search's steps."""
         config = self.config
         per_decision = config.tune_steps
         if n_decisions > 0:
             per_decision = min(per_decision, int(config.max_tune_share * self.steps / n_decisions))
         per_decision = max(per_decision, 1 if config.tune_steps else 0)
         self.tune_steps = per_decision
-        self.optimizer = make_weight_optimizer(
+        self.optimizer = self.recipe.build(
             self.supernet,
-            lr=config.lr * config.tune_lr_ratio[0] * self.lr_scale,
-            weight_decay=config.weight_decay,
+            lr=self.recipe.lr * config.tune_lr_ratio[0] * self.lr_scale,
             exclude=self.supernet.arch_parameters(),
         )
         self._schedule = (0, max(per_decision * n_decisions, 1))
         return per_decision
 
-    def _set_tuning_lr(self) -> None:
+    def _set_lrs(self) -> None:
+        """The learning rates of the next step, each times ``lr_scale``: in the search, the
+        weights' cosine over ``max_steps`` (constant for AdamW) and α's (SGD only); in the
+        tuning, the weights' cosine over the planned tuning steps."""
+        recipe = self.recipe
         if self._schedule is None:
+            progress = self.steps / self.config.max_steps
+            set_lr(self.optimizer, self.lr_scale * cosine(recipe.lr, recipe.final_lr, progress))
+            if self.strategy.optimizer is not None:
+                anneal_arch_lr(self.strategy.optimizer, progress, scale=self.lr_scale)
             return
         done, planned = self._schedule
-        high, low = (self.config.lr * self.lr_scale * r for r in self.config.tune_lr_ratio)
-        lr = low + 0.5 * (high - low) * (1 + math.cos(math.pi * min(done / planned, 1.0)))
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        high, low = (recipe.lr * ratio for ratio in self.config.tune_lr_ratio)
+        set_lr(self.optimizer, self.lr_scale * cosine(high, low, done / planned))
         self._schedule = (done + 1, planned)
+
+    def alpha_hessian_eigenvalue(self, *, iterations: int = 20) -> float | None:
+        """The dominant eigenvalue of the Hessian of the architecture-half loss with
+        respect to ``alpha`` (:func:`dominant_hessian_eigenvalue`), on a fixed batch of up
+        to :data:`HESSIAN_ROWS` scoring rows under the current mixing weights, scored as
+        :meth:`evaluate` scores (batch statistics, no dropout, fp32). ``None`` when the
+        strategy never moves ``alpha`` or the architecture half has a single row."""
+        if not self.strategy.updates_alpha or len(self.score_data) < 2:
+            return None
+        data = self.score_data
+        batch = data[torch.arange(min(len(data), HESSIAN_ROWS), device=data.y.device)]
+        # the math kernel: the fused attention kernels have no double backward
+        with batch_statistics(self.supernet), sdpa_kernel(SDPBackend.MATH):
+            output = self.supernet(
+                batch.x_num, batch.x_cat, weights=self.supernet.default_weights()
+            )
+            loss = self.task.loss(output.float(), batch.y)
+            return dominant_hessian_eigenvalue(loss, self.supernet.alpha, iterations=iterations)
 
     def tune(self) -> None:
         """The weight steps (and arch steps, when the strategy has them) between two decisions."""
         if self.tune_steps and not self.diverged:
             self.run_interval(phase="select", n_steps=self.tune_steps)
+
+
+def dominant_hessian_eigenvalue(
+    loss: Tensor, param: Tensor, *, iterations: int = 20, tolerance: float = 1e-4, seed: int = 0
+) -> float:
+    """The eigenvalue of largest magnitude of the Hessian of ``loss`` (a scalar, with its
+    graph) with respect to ``param``, by power iteration.
+
+    Each Hessian-vector product is exact: a backward pass through the graph of the
+    gradient, built once (double backward). The iteration starts from a normal vector
+    drawn with ``seed`` (its own generator: the global random state is not touched) and
+    stops after ``iterations`` products, or once the Rayleigh quotient changes by less than
+    ``tolerance`` of itself.
+    """
+    (grad,) = torch.autograd.grad(loss, [param], create_graph=True, allow_unused=True)
+    if grad is None or not grad.requires_grad:  # the loss is constant or linear in param
+        return 0.0
+    generator = torch.Generator().manual_seed(seed)
+    vector = torch.randn(param.shape, generator=generator, dtype=param.dtype).to(param.device)
+    vector = vector / vector.norm()
+    estimate = math.nan
+    for _ in range(iterations):
+        (product,) = torch.autograd.grad(
+            grad, [param], grad_outputs=vector, retain_graph=True, allow_unused=True
+        )
+        if product is None:
+            return 0.0
+        previous, estimate = estimate, float((vector * product).sum())
+        norm = product.norm()
+        if not norm > 0:
+            return estimate
+        vector = product / norm
+        if abs(estimate - previous) <= tolerance * abs(estimate):
+            break
+    return estimate

@@ -12,6 +12,14 @@ from torch import Tensor
 
 from tabnas.nas.space import Architecture, SearchSpace
 from tabnas.nas.supernet import NORMALIZERS, SuperNetwork
+from tabnas.training.optim import (
+    ARCH_OPTIMIZERS,
+    DEFAULT_ARCH_LR,
+    WEIGHT_OPTIMIZERS,
+    ArchOptimizer,
+    WeightOptimizer,
+    make_arch_optimizer,
+)
 
 
 class BatchLoss(Protocol):
@@ -59,6 +67,14 @@ class SearchStrategy:
 
     ``updates_alpha = False`` marks a strategy whose ``alpha`` never moves: the trainer
     then draws no architecture batches at all.
+
+    Every strategy chooses its optimizers (``training.optim``): ``optimizer`` for ``alpha``,
+    ``"adam"`` (DARTS's: betas (0.5, 0.999), weight decay 1e-3) or ``"sgd"`` (momentum 0.9,
+    the same decay, its lr annealed by a cosine over the search); ``lr`` defaults to 1e-2
+    for Adam and 0.05 for SGD, which move α about as far. ``weight_optimizer`` is the one the
+    trainer builds for the supernet's weights during the search and PT's tuning:
+    ``"adamw"`` (the preset's) or ``"sgd"`` (DARTS's: momentum 0.9, lr 0.025 -> 0.001 by a
+    cosine, weight decay 3e-4).
     """
 
     name: ClassVar[str]
@@ -67,13 +83,26 @@ class SearchStrategy:
     def __init__(
         self,
         *,
-        lr: float = 1e-2,
+        lr: float | None = None,
         betas: tuple[float, float] = (0.5, 0.999),
         weight_decay: float = 1e-3,
         normalizer: str = "softmax",
         sparsity: float = 0.0,
         sparsity_p: float = 0.5,
+        optimizer: ArchOptimizer = "adam",
+        weight_optimizer: WeightOptimizer = "adamw",
     ):
+        if optimizer not in ARCH_OPTIMIZERS:
+            raise ValueError(
+                f"unknown optimizer {optimizer!r} for alpha; available: {sorted(ARCH_OPTIMIZERS)}"
+            )
+        if weight_optimizer not in WEIGHT_OPTIMIZERS:
+            raise ValueError(
+                f"unknown weight_optimizer {weight_optimizer!r}; available:"
+                f" {sorted(WEIGHT_OPTIMIZERS)}"
+            )
+        if lr is None:
+            lr = DEFAULT_ARCH_LR[optimizer]
         if not lr > 0:
             raise ValueError(f"lr must be positive, got lr={lr!r}")
         if normalizer not in NORMALIZERS:
@@ -90,6 +119,8 @@ class SearchStrategy:
         self.lr = lr
         self.betas = cast(tuple[float, float], tuple(betas))
         self.weight_decay = weight_decay
+        self._arch_optimizer: ArchOptimizer = optimizer
+        self._weight_optimizer: WeightOptimizer = weight_optimizer
         self.supernet: SuperNetwork | None = None
         self.optimizer: torch.optim.Optimizer | None = None
 
@@ -99,13 +130,33 @@ class SearchStrategy:
             STRATEGY_REGISTRY[cls.name] = cls
 
     def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(lr={self.lr!r}, betas={self.betas!r},"
+            f" weight_decay={self.weight_decay!r}{self._options_repr()})"
+        )
+
+    def _options_repr(self) -> str:
+        """The base options that differ from their defaults, as ``", name=value"`` (for
+        the subclasses' reprs)."""
         extra = "" if self.normalizer == "softmax" else f", normalizer={self.normalizer!r}"
         if self.sparsity:
             extra += f", sparsity={self.sparsity!r}, sparsity_p={self.sparsity_p!r}"
-        return (
-            f"{type(self).__name__}(lr={self.lr!r}, betas={self.betas!r},"
-            f" weight_decay={self.weight_decay!r}{extra})"
-        )
+        if self.arch_optimizer != "adam":
+            extra += f", optimizer={self.arch_optimizer!r}"
+        if self.weight_optimizer != "adamw":
+            extra += f", weight_optimizer={self.weight_optimizer!r}"
+        return extra
+
+    @property
+    def arch_optimizer(self) -> ArchOptimizer:
+        """The ``optimizer`` option: the name of α's optimizer (``self.optimizer`` is the
+        optimizer itself, once bound)."""
+        return self._arch_optimizer
+
+    @property
+    def weight_optimizer(self) -> WeightOptimizer:
+        """The name of the optimizer the trainer builds for the supernet's weights."""
+        return self._weight_optimizer
 
     def stages(self, space: SearchSpace) -> Iterator[SearchStage]:
         """The supernets the search trains, one after another: ``space``'s alone by default.
@@ -131,8 +182,9 @@ class SearchStrategy:
         """Attach to ``supernet`` and create the architecture optimizer; returns ``self``."""
         self.supernet = supernet
         supernet.normalizer = self.normalizer  # scoring and selection see the same weights
-        self.optimizer = torch.optim.Adam(
-            supernet.arch_parameters(), lr=self.lr, betas=self.betas, weight_decay=self.weight_decay
+        self.optimizer = make_arch_optimizer(
+            self.arch_optimizer, supernet.arch_parameters(), lr=self.lr, betas=self.betas,
+            weight_decay=self.weight_decay,
         )
         return self
 
@@ -165,7 +217,9 @@ class SearchStrategy:
 
     def step_started(self, step: int, max_steps: int) -> None:
         """Hook for schedules (temperatures, perturbation radii) before each weight step of
-        the search (``step`` of at most ``max_steps``); no-op by default."""
+        the search; no-op by default. ``max_steps`` is the length a schedule spans: the
+        search's ``min_steps``, which every search reaches (it stops on patience only
+        after them), so a schedule always runs to its end and later steps hold it."""
 
     def search_finished(self, evaluate: Evaluate, seed: int) -> None:
         """Hook after the search, before any selection: a strategy may set ``alpha`` from

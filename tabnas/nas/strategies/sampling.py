@@ -37,7 +37,7 @@ class Annealed(SearchStrategy):
         self.temperature = self.tau[0]
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(tau={self.tau!r}, lr={self.lr!r})"
+        return f"{type(self).__name__}(tau={self.tau!r}, lr={self.lr!r}{self._options_repr()})"
 
     def step_started(self, step: int, max_steps: int) -> None:
         self.temperature = linear_schedule(self.tau, step, max_steps)

@@ -10,6 +10,7 @@ from torch import Tensor
 
 from tabnas.nas.strategies.base import BatchLoss, SearchStrategy, VirtualStep, make_strategy
 from tabnas.nas.strategies.sampling import linear_schedule
+from tabnas.training.optim import ArchOptimizer, WeightOptimizer
 
 
 def clip_to_simplex(weights: Tensor) -> Tensor:
@@ -26,7 +27,7 @@ class SmoothDARTS(SearchStrategy):
     ``epsilon[1]`` over the search (the official SmoothDARTS code: 0.03 -> 0.3).
 
     ``base`` is any strategy, by name or instance (``SmoothDARTS("gdas")``): its
-    optimizer, schedule and α step are used as they are.
+    optimizers (α's and the weights'), schedule and α step are used as they are.
     """
 
     name = "sdarts-rs"
@@ -53,6 +54,14 @@ class SmoothDARTS(SearchStrategy):
 
     def finalize(self, architecture):
         return self.base.finalize(architecture)
+
+    @property
+    def arch_optimizer(self) -> ArchOptimizer:
+        return self.base.arch_optimizer
+
+    @property
+    def weight_optimizer(self) -> WeightOptimizer:
+        return self.base.weight_optimizer
 
     def build_supernet(self, space, **shapes):
         return self.base.build_supernet(space, **shapes)
