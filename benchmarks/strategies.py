@@ -71,7 +71,7 @@ class StrategyModel(Adapter):
             "search_steps": int(info["search_steps"]),
             "tune_steps": int(info["tune_steps"]),
             "alpha_shift": float(info["alpha_shift"]),
-            "alpha_hessian_eig": info.get("alpha_hessian_eig"),
+            "alpha_hessian_eig": info.get("dominant_hessian_eigenvalue"),
             "search_s": search_s,
             "selection_s": float(est.timings_["selection_s"]),
             **alpha_summary(est.history_, est.search_space_.ops),
