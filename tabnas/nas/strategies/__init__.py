@@ -2,6 +2,7 @@
 
 from tabnas.nas.strategies.base import STRATEGY_REGISTRY, SearchStrategy, VirtualStep, make_strategy
 from tabnas.nas.strategies.darts import DARTS, FixedAlpha, SecondOrderDARTS, sgd_virtual_step
+from tabnas.nas.strategies.proxyless import ProxylessNAS
 from tabnas.nas.strategies.sampling import GDAS, SNAS
 from tabnas.nas.strategies.smooth import AdversarialSmoothDARTS, SmoothDARTS
 
@@ -11,6 +12,7 @@ __all__ = [
     "STRATEGY_REGISTRY",
     "GDAS",
     "FixedAlpha",
+    "ProxylessNAS",
     "SearchStrategy",
     "SNAS",
     "SecondOrderDARTS",
