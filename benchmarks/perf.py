@@ -60,7 +60,7 @@ from tabnas.training.optim import make_weight_optimizer
 
 SECTIONS = ("supernet", "strategies", "discrete", "predict", "rows", "features", "fit")
 QUICK = ("supernet", "strategies", "discrete", "predict", "rows", "features")
-STRATEGIES = ("darts", "fixed-alpha", "gdas", "snas", "sdarts-rs", "sdarts-adv")
+STRATEGIES = ("darts", "fixed-alpha", "gdas", "snas", "sdarts-rs", "sdarts-adv", "proxyless")
 BATCH = 256
 GRAD_CLIP = 5.0
 

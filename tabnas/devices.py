@@ -91,6 +91,13 @@ def resolve_device(
     )
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on ``device`` (CUDA runs asynchronously; a no-op on the CPU),
+    so that a wall-clock timing covers it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def _cuda_supports_bf16(device: torch.device) -> bool:
     try:
         return bool(torch.cuda.is_bf16_supported())

@@ -96,6 +96,7 @@ class SuperNetwork(TokenNetwork):
         self.register_buffer("kept", torch.ones(shape, dtype=torch.bool))
         self._active: list[list[list[bool]]] | None = None
         self._pruned = False  # whether some open edge lost ops (prune_ops)
+        self._forced: Tensor | None = None
 
     def make_mixed_op(self, n_tokens: int) -> nn.Module:
         """The mixture of one edge: every op of the space at full width. Called once per
@@ -188,6 +189,22 @@ class SuperNetwork(TokenNetwork):
             self.kept.copy_(kept)
             self._active = None
 
+    @contextlib.contextmanager
+    def forced_ops(self, mask: Tensor) -> Iterator[None]:
+        """Inside the block, the ops where ``mask`` (bool, ``(n_cells, n_edges, n_ops)``) is
+        True run even where their mixing weight is exactly 0, so the gradient with respect
+        to that weight exists (ProxylessNAS's unchosen gate). Ops a fixed edge did not keep,
+        and ``none``, still never run."""
+        if mask.shape != self.alpha.shape:
+            raise ValueError(
+                f"mask must have shape {tuple(self.alpha.shape)}, got {tuple(mask.shape)}"
+            )
+        self._forced = mask.bool()
+        try:
+            yield
+        finally:
+            self._forced = None
+
     def is_fixed(self, cell: int, edge: int) -> bool:
         return bool(self.fixed[cell, edge])
 
@@ -248,7 +265,8 @@ class SuperNetwork(TokenNetwork):
         if weights is None:
             weights = self.default_weights()
         kept = self._active_ops()
-        nonzero = (weights != 0).tolist()  # one host sync per forward, not one per op
+        run = weights != 0 if self._forced is None else (weights != 0) | self._forced
+        nonzero = run.tolist()  # one host sync per forward, not one per op
         active = [
             [
                 [k and n for k, n in zip(kept_e, nonzero_e)]

@@ -129,3 +129,32 @@ def test_trial_decisions_are_undone():
         net.remove_edge(1, 0)
         assert net.is_fixed(0, 1)
     assert not net.fixed.any() and net.kept.all()
+
+
+def test_forced_ops_run_at_zero_weight_and_carry_its_gradient():
+    net = make()
+    net.fix_edge(0, 1, "ffn")
+    calls = dict.fromkeys(net.space.ops, 0)
+    for cell in net.cells:
+        for mixed in cell:
+            for name, op in mixed.ops.items():
+                op.register_forward_hook(
+                    lambda *_, name=name: calls.__setitem__(name, calls[name] + 1)
+                )
+    linear, resnet = net.space.ops.index("linear"), net.space.ops.index("resnet")
+    weights = torch.zeros(2, 3, 6)
+    weights[..., linear] = 1.0
+    weights.requires_grad_(True)
+    forced = torch.zeros(2, 3, 6, dtype=torch.bool)
+    forced[..., resnet] = True
+    forced[..., net.space.ops.index("none")] = True  # `none` never runs
+    with net.forced_ops(forced):
+        net(*batch(), weights=net.project(weights)).sum().backward()
+    # every edge but the fixed one runs linear and resnet; the fixed edge its ffn only
+    assert calls["linear"] == calls["resnet"] == 5 and calls["ffn"] == 1
+    assert weights.grad[0, 0, resnet] != 0 and weights.grad[0, 1, resnet] == 0
+    net(*batch(), weights=weights.detach())  # outside the block: zero weights skip again
+    assert calls["resnet"] == 5
+    with pytest.raises(ValueError, match="shape"):
+        with net.forced_ops(forced[0]):
+            pass

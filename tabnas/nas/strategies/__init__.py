@@ -11,6 +11,7 @@ from tabnas.nas.strategies.darts import DARTS, FixedAlpha, SecondOrderDARTS, sgd
 from tabnas.nas.strategies.darts_minus import DARTSMinus
 from tabnas.nas.strategies.pcdarts import PCDARTS, PartialChannelSupernet
 from tabnas.nas.strategies.pdarts import PDARTS
+from tabnas.nas.strategies.proxyless import ProxylessNAS
 from tabnas.nas.strategies.random_ws import RandomWS
 from tabnas.nas.strategies.sampling import GDAS, SNAS
 from tabnas.nas.strategies.smooth import AdversarialSmoothDARTS, SmoothDARTS
@@ -22,9 +23,10 @@ __all__ = [
     "STRATEGY_REGISTRY",
     "GDAS",
     "FixedAlpha",
+    "PartialChannelSupernet",
     "PCDARTS",
     "PDARTS",
-    "PartialChannelSupernet",
+    "ProxylessNAS",
     "RandomWS",
     "SearchStage",
     "SearchStrategy",
