@@ -35,8 +35,10 @@ class TabNASClassifier(ClassifierMixin, BaseTabNAS):
         ``"snas"`` (relaxed samples, single-level), ``"sdarts-rs"`` / ``"sdarts-adv"``
         (DARTS with randomly / adversarially perturbed weight steps), ``"darts-minus"``
         (DARTS with a decaying auxiliary skip branch), ``"random-ws"`` (random search with
-        weight sharing); or a configured strategy such as ``DARTS(lr=3e-3)``,
-        ``GDAS(tau=(10, 0.1))`` or ``SmoothDARTS("gdas")``.
+        weight sharing), ``"pdarts"`` (stages that deepen the supernet and shrink its op
+        sets), ``"pcdarts"`` (partial channels, edge normalisation), ``"proxyless"``
+        (binarised paths); or a configured strategy such as ``DARTS(lr=3e-3,
+        weight_optimizer="sgd")``, ``GDAS(tau=(10, 0.1))`` or ``SmoothDARTS("gdas")``.
     selection : {"pt", "argmax"} or Selector, default="pt"
         PT-DARTS perturbation-based selection, or the DARTS argmax rule.
     architecture : Architecture, default=None
