@@ -171,26 +171,34 @@ class SearchValueModel(Adapter):
 
     def score_arms(self, X_test, y_test, task: str) -> dict[str, dict[str, Any]]:
         """Every arm's test scores beside what it recorded at fit."""
-        from benchmarks.protocol import scores
-
-        out = {}
-        for arm, info in self.arms_.items():
-            est = info["estimator"]
-            if self.is_classification:
-                metrics = scores(task, y_test, proba=est.predict_proba(X_test))
-            else:
-                metrics = scores(task, y_test, pred=est.predict(X_test))
-            out[arm] = {
-                **{k: v for k, v in info.items() if k != "estimator"},
-                "fit_time_s": round(info["fit_time_s"], 3),
-                "test": metrics,
-            }
-        return out
+        return score_arms(self.arms_, X_test, y_test, task)
 
     def info(self):
         est = self._default
         return {"device": est.device_, "n_parameters": int(est.n_parameters_),
                 "architecture": est.architecture_.to_dict()}
+
+
+def score_arms(
+    arms: dict[str, dict[str, Any]], X_test, y_test, task: str
+) -> dict[str, dict[str, Any]]:
+    """Each arm's test scores (its ``"estimator"`` on the test split) beside what it
+    recorded at fit; the estimator itself is left out."""
+    from benchmarks.protocol import scores
+
+    out = {}
+    for arm, info in arms.items():
+        est = info["estimator"]
+        if task == "regression":
+            metrics = scores(task, y_test, pred=est.predict(X_test))
+        else:
+            metrics = scores(task, y_test, proba=est.predict_proba(X_test))
+        out[arm] = {
+            **{k: v for k, v in info.items() if k != "estimator"},
+            "fit_time_s": round(info["fit_time_s"], 3),
+            "test": metrics,
+        }
+    return out
 
 
 # ---- the report ----------------------------------------------------------------------------

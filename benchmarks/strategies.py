@@ -115,22 +115,9 @@ class StrategyModel(Adapter):
     def score_arms(self, X_test, y_test, task: str) -> dict[str, dict[str, Any]]:
         """Both arms' test scores beside what they recorded; the search's own figures
         under ``"search"``."""
-        from benchmarks.protocol import scores
+        from benchmarks.search_value import score_arms
 
-        out: dict[str, dict[str, Any]] = {}
-        for arm, info in self.arms_.items():
-            est = info["estimator"]
-            if self.is_classification:
-                metrics = scores(task, y_test, proba=est.predict_proba(X_test))
-            else:
-                metrics = scores(task, y_test, pred=est.predict(X_test))
-            out[arm] = {
-                **{k: v for k, v in info.items() if k != "estimator"},
-                "fit_time_s": round(info["fit_time_s"], 3),
-                "test": metrics,
-            }
-        out["search"] = self.search_
-        return out
+        return {**score_arms(self.arms_, X_test, y_test, task), "search": self.search_}
 
     def info(self):
         est = self.arms_["pt"]["estimator"]
