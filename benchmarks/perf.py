@@ -60,7 +60,10 @@ from tabnas.training.optim import make_weight_optimizer
 
 SECTIONS = ("supernet", "strategies", "discrete", "predict", "rows", "features", "fit")
 QUICK = ("supernet", "strategies", "discrete", "predict", "rows", "features")
-STRATEGIES = ("darts", "fixed-alpha", "gdas", "snas", "sdarts-rs", "sdarts-adv", "proxyless")
+STRATEGIES = (
+    "darts", "darts2", "fixed-alpha", "gdas", "snas", "sdarts-rs", "sdarts-adv", "pdarts",
+    "pcdarts", "proxyless", "darts-minus", "random-ws",
+)
 BATCH = 256
 GRAD_CLIP = 5.0
 
@@ -81,6 +84,27 @@ def timed(
         _sync(device)
         blocks.append((time.perf_counter() - started) / n)
     return statistics.median(blocks)
+
+
+def timed_interleaved(
+    steps: dict[str, Callable[[int], Any]], device: DeviceConfig, *, n: int, warmup: int = 3,
+    repeats: int = 5,
+) -> dict[str, list[float]]:
+    """Seconds per call of each ``steps[name](i)``, one block of ``n`` calls per name and
+    round, the names in turn in each of ``repeats`` rounds (after ``warmup`` calls each)."""
+    for step in steps.values():
+        for i in range(warmup):
+            step(i)
+    blocks: dict[str, list[float]] = {name: [] for name in steps}
+    for r in range(repeats):
+        for name, step in steps.items():
+            _sync(device)
+            started = time.perf_counter()
+            for i in range(n):
+                step(warmup + r * n + i)
+            _sync(device)
+            blocks[name].append((time.perf_counter() - started) / n)
+    return blocks
 
 
 def _sync(device: DeviceConfig) -> None:
@@ -217,7 +241,13 @@ def section_supernet(device: DeviceConfig, preset: str) -> dict[str, Any]:
 
 def section_strategies(device: DeviceConfig, preset: str) -> dict[str, Any]:
     """One search step (the strategy's architecture step, then the weight step) of each
-    strategy on the same supernet shape and batches, through the trainer itself."""
+    strategy on the same supernet shape and batches, through the trainer itself.
+
+    The strategies are timed in interleaved rounds (a block of steps of each in turn,
+    ``repeats`` times), and each one's speed-up over DARTS is the median over the rounds
+    of the two blocks' ratio: a change in the machine's load then reaches both sides of a
+    ratio alike.
+    """
     from tabnas.training.history import History
     from tabnas.training.search import SearchConfig, SupernetTrainer
 
@@ -225,12 +255,14 @@ def section_strategies(device: DeviceConfig, preset: str) -> dict[str, Any]:
     x, y = synthetic(8192, 8)
     data = TensorData(x, torch.zeros(len(x), 0, dtype=torch.long), y).to(device)
     config = SearchConfig(batch_size=BATCH, lr=1e-3, weight_decay=1e-5)
-    step_ms = {}
+    shapes = DataShapes(x.shape[1], (), 1, bins=tuple(quantile_bins(x)))
+    steps = {}
     for name in STRATEGIES:
         torch.manual_seed(0)
-        supernet = _supernet(space, x).to(device.device)
+        strategy = make_strategy(name)
+        supernet = strategy.build_supernet(space, **shapes.kwargs()).to(device.device)
         trainer = SupernetTrainer(
-            supernet, make_strategy(name).bind(supernet), weight_data=data[: len(x) // 2],
+            supernet, strategy.bind(supernet), weight_data=data[: len(x) // 2],
             arch_data=data[len(x) // 2 :], task=Task("regression", 1), config=config,
             device=device, generator=torch.Generator().manual_seed(0), history=History(),
         )
@@ -239,10 +271,15 @@ def section_strategies(device: DeviceConfig, preset: str) -> dict[str, Any]:
             trainer.strategy.step_started(i, 400)
             trainer.step(arch_step=True)
 
-        step_ms[name] = 1e3 * timed(search_step, device, n=20)
+        steps[name] = search_step
+    blocks = timed_interleaved(steps, device, n=10, repeats=5)
     return {
-        "preset": preset, "batch": BATCH, "search_step_ms": step_ms,
-        "darts_over": {name: step_ms["darts"] / t for name, t in step_ms.items()},
+        "preset": preset, "batch": BATCH,
+        "search_step_ms": {name: 1e3 * statistics.median(b) for name, b in blocks.items()},
+        "darts_over": {
+            name: statistics.median(d / t for d, t in zip(blocks["darts"], b))
+            for name, b in blocks.items()
+        },
     }
 
 
@@ -552,7 +589,8 @@ def _rows(name: str, r: dict[str, Any]) -> list[list[str]]:
     if name == "strategies":
         return [
             [
-                f"search step, {strategy} vs darts (ms; darts / {strategy} = speed-up)",
+                f"search step, {strategy} vs darts (ms; darts / {strategy} = speed-up,"
+                " median over interleaved rounds)",
                 f"{r['search_step_ms'][strategy]:.1f}",
                 f"{r['search_step_ms']['darts']:.1f}",
                 f"{r['darts_over'][strategy]:.2f}x speed",

@@ -33,3 +33,16 @@ def test_perf_reports_the_supernet_against_its_parts_and_the_points_against_rtdl
         "training step vs its parts alone" in table and "ft_transformer point step vs rtdl" in table
     )
 
+
+
+def test_interleaved_timing_runs_the_names_in_turn_round_after_round():
+    from tabnas.devices import resolve_device
+
+    calls = []
+    steps = {name: (lambda i, name=name: calls.append((name, i))) for name in ("a", "b")}
+    blocks = perf.timed_interleaved(steps, resolve_device("cpu"), n=2, warmup=1, repeats=3)
+    assert calls[:2] == [("a", 0), ("b", 0)]  # the warm-up
+    assert [name for name, _ in calls[2:]] == ["a", "a", "b", "b"] * 3
+    assert [i for name, i in calls[2:] if name == "a"] == [1, 2, 3, 4, 5, 6]
+    assert {name: len(b) for name, b in blocks.items()} == {"a": 3, "b": 3}
+    assert all(t >= 0 for b in blocks.values() for t in b)
