@@ -64,7 +64,9 @@ def check_reachable(server: str | None = None, timeout: float = 5.0) -> None:
 
     def request() -> None:
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as response:
+            # the socket's own timeout a little after the wait's, so that a silent server
+            # always reads as "no answer" (the two used to race on a loaded machine)
+            with urllib.request.urlopen(url, timeout=timeout + 1.0) as response:
                 response.read()
             failure.append(None)
         except (OSError, ValueError) as error:  # URLError, HTTPError, timeouts, bad URLs
