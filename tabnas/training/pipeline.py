@@ -140,7 +140,8 @@ class SearchOutcome:
     """The largest change of any architecture logit over the search."""
     dominant_hessian_eigenvalue: float | None
     """The dominant eigenvalue of the Hessian of the architecture-half loss with respect to
-    α at the end of the search (its sharpness); ``None`` when the strategy never moves α."""
+    α at the end of the search (its sharpness); ``None`` when the strategy never moves α or
+    when a time limit's search share is spent."""
 
 
 @dataclass
@@ -190,7 +191,10 @@ def search(
         steps += trainer.search(budget.until(SEARCH_SHARE * min(done_share, 1.0)))
     if supernet.space != plan.space:
         raise RuntimeError(f"{strategy!r}'s last search stage is not the plan's space")
-    eigenvalue = trainer.alpha_hessian_eigenvalue()  # the α the last stage trained
+    # a diagnostic (about a second): never on time that a time limit gave the later phases
+    eigenvalue = (
+        None if budget.until(SEARCH_SHARE).expired() else trainer.alpha_hessian_eigenvalue()
+    )
     strategy.search_finished(trainer.evaluate, generator.initial_seed())
     with supernet.trial_decisions():
         argmax_architecture = strategy.finalize(argmax_select(supernet))
