@@ -76,9 +76,8 @@ class StrategyModel(Adapter):
             "selection_s": float(est.timings_["selection_s"]),
             **alpha_summary(est.history_, est.search_space_.ops),
         }
-        argmax = self._fit_arm(X_train, y_train, X_val, y_val, "argmax", preset=preset,
-                               architecture=est.argmax_architecture_)
-        del argmax
+        self._fit_arm(X_train, y_train, X_val, y_val, "argmax", preset=preset,
+                      architecture=est.argmax_architecture_)
         self.arms_["argmax"]["fit_time_s"] += search_s  # it needs the same search
         return self
 

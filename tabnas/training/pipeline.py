@@ -175,7 +175,7 @@ def search(
 ) -> SearchOutcome:
     """Train the supernet until the architecture-half loss stops improving."""
     strategy = make_strategy(plan.strategy)
-    steps, done_share, stage = 0, 0.0, 0
+    steps, done_share = 0, 0.0
     for stage, step in enumerate(strategy.stages(plan.space)):
         if stage:  # earlier stages' rows stay in the history, out of the search's plots
             for row in history.phase("search"):

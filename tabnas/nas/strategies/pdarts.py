@@ -115,12 +115,12 @@ class PDARTS(SearchStrategy):
         weights averaged over its cells (``none`` stays until the last stage)."""
         ops = supernet.space.ops
         strength = supernet.normalized().detach().mean(dim=0)  # (n_edges, n_ops)
-        others = torch.tensor([op == NONE_OP for op in ops], device=strength.device)
-        strength = strength.masked_fill(others, -1.0)  # never among the strongest
+        is_none = torch.tensor([op == NONE_OP for op in ops], device=strength.device)
+        strength = strength.masked_fill(is_none, -1.0)  # never among the strongest
         kept = torch.zeros_like(strength, dtype=torch.bool)
-        top = strength.topk(min(n_kept, len(ops) - int(others.sum())), dim=-1).indices
+        top = strength.topk(min(n_kept, len(ops) - int(is_none.sum())), dim=-1).indices
         kept.scatter_(-1, top, True)
-        return kept | others
+        return kept | is_none
 
     def bind(self, supernet: SuperNetwork) -> PDARTS:
         super().bind(supernet)
