@@ -58,7 +58,9 @@ from tabnas.training.data import TensorData
 from tabnas.training.loop import Task
 from tabnas.training.optim import make_weight_optimizer
 
-SECTIONS = ("supernet", "strategies", "discrete", "predict", "rows", "features", "fit")
+SECTIONS = (
+    "supernet", "strategies", "discrete", "predict", "rows", "features", "fit", "small", "batch"
+)
 QUICK = ("supernet", "strategies", "discrete", "predict", "rows", "features")
 STRATEGIES = (
     "darts", "darts2", "fixed-alpha", "gdas", "snas", "sdarts-rs", "sdarts-adv", "pdarts",
@@ -452,31 +454,98 @@ def section_features(device: DeviceConfig, preset: str) -> dict[str, Any]:
     }
 
 
+def _fit_adapter(data, name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Fit the harness's adapter ``name`` on a prepared split: wall time, test scores, info
+    (and, for tabnas, the fitted estimator's ``fit_info_``)."""
+    from benchmarks.models import adapter_class
+    from benchmarks.protocol import scores
+
+    adapter = adapter_class(name)(
+        task=data.task, n_classes=data.n_classes, seed=0, threads=torch.get_num_threads(),
+        options=options,
+    )
+    started = time.perf_counter()
+    adapter.fit(data.X_train, data.y_train, data.X_val, data.y_val)
+    fit_s = time.perf_counter() - started
+    test = (
+        scores(data.task, data.y_test, pred=adapter.predict(data.X_test))
+        if data.task == "regression"
+        else scores(data.task, data.y_test, proba=adapter.predict_proba(data.X_test))
+    )
+    out = {"fit_s": fit_s, "test": test, "info": adapter.info()}
+    fit_info = getattr(getattr(adapter, "model_", None), "fit_info_", None)
+    if name == "tabnas" and fit_info is not None:
+        out["fit_info"] = {
+            k: fit_info.get(k)
+            for k in ("batch_size", "retrain_batch_size", "retrain_lr_scale", "ensemble_val",
+                      "best_val", "n_train")
+        }
+    return out
+
+
 def section_fit(
     device: DeviceConfig, preset: str, index_path: str | None, dataset: str
 ) -> dict[str, Any]:
     from benchmarks.datasets import load_local
-    from benchmarks.models import adapter_class
-    from benchmarks.protocol import prepare, scores
+    from benchmarks.protocol import prepare
 
     data = prepare(load_local(dataset, index_path), seed=0)
     out: dict[str, Any] = {"dataset": dataset, "sizes": data.sizes}
     for name, options in (("tabnas", {"preset": preset}), ("ft_transformer", {})):
-        adapter = adapter_class(name)(
-            task=data.task, n_classes=data.n_classes, seed=0, threads=torch.get_num_threads(),
-            options={**options, "device": str(device.device)},
-        )
-        started = time.perf_counter()
-        adapter.fit(data.X_train, data.y_train, data.X_val, data.y_val)
-        fit_s = time.perf_counter() - started
-        test = (
-            scores(data.task, data.y_test, pred=adapter.predict(data.X_test))
-            if data.task == "regression"
-            else scores(data.task, data.y_test, proba=adapter.predict_proba(data.X_test))
-        )
-        out[name] = {"fit_s": fit_s, "test": test, "info": adapter.info()}
+        out[name] = _fit_adapter(data, name, {**options, "device": str(device.device)})
     out["tabnas_over_ft_transformer"] = out["tabnas"]["fit_s"] / out["ft_transformer"]["fit_s"]
     return out
+
+
+SMALL_TABLES = ("diabetes", "credit_g", "phoneme")
+"""Tables of 768, 1,000 and 5,404 rows for the ``small`` section (those in the index)."""
+
+
+def section_small(device: DeviceConfig, index_path: str | None) -> dict[str, Any]:
+    """The fast preset's fit on small tables, on ``device`` and on the CPU of the same
+    machine, and the device that ``device="auto"`` picks for each."""
+    from benchmarks.datasets import load_local
+    from benchmarks.protocol import prepare
+
+    tables: dict[str, Any] = {}
+    for name in SMALL_TABLES:
+        try:
+            data = prepare(load_local(name, index_path), seed=0)
+        except (FileNotFoundError, KeyError, ValueError):
+            continue
+        n_train = len(data.X_train)
+        runs = {
+            str(d): _fit_adapter(data, "tabnas", {"preset": "fast", "device": str(d)})
+            for d in dict.fromkeys([torch.device("cpu"), device.device])
+        }
+        cpu_s = runs["cpu"]["fit_s"]
+        tables[name] = {
+            "n_train": n_train,
+            "auto_picks": str(resolve_device("auto", n_rows=n_train).device),
+            "fit_s": {d: r["fit_s"] for d, r in runs.items()},
+            "test": {d: r["test"] for d, r in runs.items()},
+            "device_over_cpu": runs[str(device.device)]["fit_s"] / cpu_s,
+        }
+    return {"preset": "fast", "device": str(device.device), "tables": tables}
+
+
+def section_batch(device: DeviceConfig, index_path: str | None, dataset: str) -> dict[str, Any]:
+    """The fast preset on ``dataset``: the device's retraining batch against the CPU's,
+    both on ``device`` (fit time, validation and test scores)."""
+    from benchmarks.datasets import load_local
+    from benchmarks.protocol import prepare
+
+    data = prepare(load_local(dataset, index_path), seed=0)
+    cpu_batch = auto_batch_size(len(data.X_train))
+    base = {"preset": "fast", "device": str(device.device)}
+    runs = {
+        "device_batch": _fit_adapter(data, "tabnas", base),
+        "cpu_batch": _fit_adapter(data, "tabnas", {**base, "batch_size": cpu_batch}),
+    }
+    return {
+        "dataset": dataset, "device": str(device.device), **runs,
+        "device_over_cpu_batch": runs["device_batch"]["fit_s"] / runs["cpu_batch"]["fit_s"],
+    }
 
 
 def _california(index_path: str | None):
@@ -500,6 +569,8 @@ RUNNERS: dict[str, Callable[[DeviceConfig, dict[str, Any]], dict[str, Any]]] = {
     "rows": lambda device, a: section_rows(device, a["preset"], a["index"]),
     "features": lambda device, a: section_features(device, a["preset"]),
     "fit": lambda device, a: section_fit(device, a["preset"], a["index"], a["dataset"]),
+    "small": lambda device, a: section_small(device, a["index"]),
+    "batch": lambda device, a: section_batch(device, a["index"], a["dataset"]),
 }
 assert set(RUNNERS) == set(SECTIONS)
 
@@ -520,8 +591,11 @@ def _run_section(name: str, args: dict[str, Any], queue) -> None:
 
 
 def run(
-    sections, *, device: str, preset: str, index: str | None, dataset: str, threads: int | None
+    sections, *, device: str, preset: str, index: str | None, dataset: str, threads: int | None,
+    out: Path | None = None,
 ) -> dict[str, Any]:
+    """Run ``sections`` one process each; with ``out``, the report is saved after each
+    section (an interrupted run keeps what finished)."""
     context = multiprocessing.get_context("spawn")
     report: dict[str, Any] = {"machine": machine(device), "preset": preset, "sections": {}}
     args = {
@@ -536,7 +610,18 @@ def run(
         result["load_average"] = os.getloadavg()[0]
         report["sections"][name] = result
         print(f"\n## {name}\n" + json.dumps(result, indent=1, default=str)[:3000], flush=True)
+        if out is not None:
+            save(report, out)
     return report
+
+
+def save(report: dict[str, Any], out: Path) -> str:
+    """Write ``perf.json`` and ``perf.md`` to ``out``; returns the markdown."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "perf.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
+    markdown = to_markdown(report)
+    (out / "perf.md").write_text(markdown)
+    return markdown
 
 
 def machine(device: str) -> dict[str, Any]:
@@ -668,6 +753,36 @@ def _rows(name: str, r: dict[str, Any]) -> list[list[str]]:
                 "",
             ],
         ]
+    if name == "small":
+        return [
+            [
+                f"{table} ({t['n_train']:,} training rows; auto picks {t['auto_picks']}):"
+                f" fast fit on {r['device']} vs on the CPU (s)",
+                f"{t['fit_s'][r['device']]:.1f}",
+                f"{t['fit_s']['cpu']:.1f}",
+                f"{t['device_over_cpu']:.2f}",
+            ]
+            for table, t in r["tables"].items()
+        ]
+    if name == "batch":
+        return [
+            [
+                f"{r['dataset']}: fast fit, retraining batch"
+                f" {r['device_batch']['fit_info']['retrain_batch_size']} vs"
+                f" {r['cpu_batch']['fit_info']['retrain_batch_size']} on {r['device']} (s)",
+                f"{r['device_batch']['fit_s']:.1f}",
+                f"{r['cpu_batch']['fit_s']:.1f}",
+                f"{r['device_over_cpu_batch']:.2f}",
+            ],
+            [
+                "validation (ensemble) / test scores",
+                f"{_scores(r['device_batch']['fit_info']['ensemble_val'] or {})};"
+                f" test {_scores(r['device_batch']['test'])}",
+                f"{_scores(r['cpu_batch']['fit_info']['ensemble_val'] or {})};"
+                f" test {_scores(r['cpu_batch']['test'])}",
+                "",
+            ],
+        ]
     return []
 
 
@@ -692,12 +807,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="torch threads (default: torch's)")
     args = parser.parse_args(argv)
     report = run(args.sections, device=args.device, preset=args.preset, index=args.datasets_index,
-                 dataset=args.dataset, threads=args.threads)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "perf.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
-    markdown = to_markdown(report)
-    (args.out / "perf.md").write_text(markdown)
-    print("\n" + markdown)
+                 dataset=args.dataset, threads=args.threads, out=args.out)
+    print("\n" + save(report, args.out))
     return report
 
 

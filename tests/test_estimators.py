@@ -482,3 +482,22 @@ def test_one_bagging_fold_is_refused_with_the_fix(cancer):
     X, y = cancer
     with pytest.raises(ValueError, match="bag_folds=1 is not bagging"):
         TabNASClassifier(bag_folds=1).fit(X, y)
+
+
+def test_retraining_batches_grow_on_cuda_only_where_an_epoch_keeps_its_steps():
+    from tabnas.estimators._presets import MIN_STEPS_PER_EPOCH, device_batch_size
+
+    assert device_batch_size(256, 13_209, cuda=False) == (256, 1.0)
+    assert device_batch_size(256, 13_209, cuda=True) == (1024, 2.0)  # California's training rows
+    assert device_batch_size(256, 6_000, cuda=True) == (512, 2**0.5)
+    assert device_batch_size(36, 364, cuda=True) == (36, 1.0)  # a small table keeps its batch
+    for n in (500, 3_000, 13_209, 100_000):
+        batch, _ = device_batch_size(256, n, cuda=True)
+        assert batch == 256 or n // batch >= MIN_STEPS_PER_EPOCH
+
+    auto = TabNASRegressor()._plan(n_train=13_209, cuda=True)
+    assert (auto.search.batch_size, auto.retrain_batch_size, auto.retrain_lr_scale) == (
+        256, 1024, 2.0,
+    )
+    given = TabNASRegressor(batch_size=256)._plan(n_train=13_209, cuda=True)
+    assert (given.retrain_batch_size, given.retrain_lr_scale) == (256, 1.0)  # the user's choice

@@ -22,7 +22,12 @@ from sklearn.utils.validation import (
 )
 
 from tabnas.devices import DeviceConfig, cpu_threads, hardware_settings, resolve_device, seeded
-from tabnas.estimators._presets import BAG_MAX_ROWS, PRESETS, auto_batch_size
+from tabnas.estimators._presets import (
+    BAG_MAX_ROWS,
+    PRESETS,
+    auto_batch_size,
+    device_batch_size,
+)
 from tabnas.nas.selection import SELECTOR_REGISTRY, Selector
 from tabnas.nas.selection.base import Criterion
 from tabnas.nas.space import Architecture, SearchSpace
@@ -211,11 +216,12 @@ class BaseTabNAS(BaseEstimator, ABC):
         weight_rows, arch_rows = holdout_split(
             len(frame), 0.5, split_rng, stratify=self._stratify(y_encoded)
         )
-        device = resolve_device(self.device)
+        device = resolve_device(self.device, n_rows=len(frame))
         data = self._tensors(preprocessor, frame, y_encoded)
         val_data = self._tensors(preprocessor, val_frame, y_val_encoded)
         plan = self._plan(
             n_train=len(frame),
+            cuda=device.is_cuda,
             bag_folds=self._bag_folds(
                 n_rows=len(frame) + len(val_frame), explicit_val=X_val is not None
             ),
@@ -253,6 +259,9 @@ class BaseTabNAS(BaseEstimator, ABC):
             "n_weight_half": len(weight_rows),
             "n_arch_half": len(arch_rows),
             "cpu_threads": threads_used,
+            "batch_size": plan.search.batch_size,
+            "retrain_batch_size": plan.retrain_batch_size,
+            "retrain_lr_scale": plan.retrain_lr_scale,
             "stopped_by": result.retrain.stopped_by,
             "best_val": result.retrain.best_metrics,
             **{
@@ -292,9 +301,13 @@ class BaseTabNAS(BaseEstimator, ABC):
         small = n_rows <= BAG_MAX_ROWS and not explicit_val
         return PRESETS[self.preset].bag_folds if small else 0
 
-    def _plan(self, *, n_train: int, bag_folds: int = 0) -> FitPlan:
+    def _plan(self, *, n_train: int, bag_folds: int = 0, cuda: bool = False) -> FitPlan:
         preset = PRESETS[self.preset]
         batch_size = self.batch_size or auto_batch_size(n_train)
+        # an explicit batch_size is the user's for every phase and device
+        retrain_batch, lr_scale = device_batch_size(
+            batch_size, n_train, cuda=cuda and self.batch_size is None
+        )
         max_steps = self.max_search_steps or preset.max_steps
         return FitPlan(
             space=self.search_space(),
@@ -317,6 +330,8 @@ class BaseTabNAS(BaseEstimator, ABC):
             ensemble_size=self.ensemble_size or preset.ensemble_size,
             bag_folds=bag_folds,
             verbose=bool(self.verbose),
+            retrain_batch_size=retrain_batch,
+            retrain_lr_scale=lr_scale,
         )
 
     # ---- validation shared by fit and predict ----------------------------------------

@@ -30,14 +30,22 @@ class TensorData:
 
 
 def batch_indices(
-    n: int, batch_size: int, *, generator: torch.Generator | None = None, shuffle: bool = True
+    n: int,
+    batch_size: int,
+    *,
+    generator: torch.Generator | None = None,
+    shuffle: bool = True,
+    device: torch.device | None = None,
 ) -> list[Tensor]:
     """Row indices of each batch of one pass; never leaves a lone trailing row.
 
     A trailing batch of one row is merged into the previous one, because BatchNorm cannot
-    train on a single row.
+    train on a single row. The order is drawn on the CPU (the same for every device) and
+    moved to ``device`` in one copy per pass, not one per batch.
     """
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    if device is not None:
+        order = order.to(device)
     batches = list(order.split(batch_size))
     if len(batches) > 1 and len(batches[-1]) == 1:
         last = batches.pop()
@@ -62,10 +70,13 @@ class Cycle:
         index = next(self._pending, None)
         if index is None:
             self._pending = iter(
-                batch_indices(len(self.data), self.batch_size, generator=self.generator)
+                batch_indices(
+                    len(self.data), self.batch_size, generator=self.generator,
+                    device=self.data.y.device,
+                )
             )
             index = next(self._pending)
-        return self.data[index.to(self.data.y.device)]
+        return self.data[index]
 
     def __iter__(self) -> Cycle:
         return self

@@ -244,9 +244,9 @@ def train_epoch(
     architecture step there); ``forward_kwargs`` supplies extra forward arguments per step.
     """
     model.train()
-    total, count = 0.0, 0
-    for index in batch_indices(len(data), batch_size, generator=generator):
-        batch = data[index.to(data.y.device)]
+    total, count = torch.zeros((), device=data.y.device), 0  # summed on the device: no sync
+    for index in batch_indices(len(data), batch_size, generator=generator, device=data.y.device):
+        batch = data[index]
         if len(batch) < 2:  # BatchNorm cannot train on one row
             continue
         if before_step is not None:
@@ -263,9 +263,9 @@ def train_epoch(
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
-        total += float(loss.detach()) * len(batch)
+        total += loss.detach().float() * len(batch)
         count += len(batch)
-    return total / max(count, 1)
+    return float(total) / max(count, 1)
 
 
 @dataclass

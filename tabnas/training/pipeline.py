@@ -63,6 +63,10 @@ class FitPlan:
     ensemble_size: int = 1
     bag_folds: int = 0
     verbose: bool = False
+    retrain_batch_size: int | None = None
+    """Rows per retraining step; ``None``: the search's."""
+    retrain_lr_scale: float = 1.0
+    """Factor on the retraining learning rates (larger batches on a GPU)."""
 
     def __post_init__(self) -> None:
         if self.bag_folds == 1 or self.bag_folds < 0:
@@ -248,10 +252,13 @@ def retrain(
     within ``until`` of the time limit."""
     model = build_network(architecture, shapes).to(device.device)
     recipe = RECIPES.get(architecture.backbone, Recipe(plan.search.lr, plan.search.weight_decay))
-    optimizer = make_weight_optimizer(model, lr=recipe.lr, weight_decay=recipe.weight_decay)
+    optimizer = make_weight_optimizer(
+        model, lr=recipe.lr * plan.retrain_lr_scale, weight_decay=recipe.weight_decay
+    )
     result = fit_network(
         model, train=train, val=val_data, task=task, optimizer=optimizer,
-        max_epochs=plan.max_epochs, batch_size=plan.search.batch_size, generator=generator,
+        max_epochs=plan.max_epochs, batch_size=plan.retrain_batch_size or plan.search.batch_size,
+        generator=generator,
         config=device, history=history, deadline=budget.until(until),
         callbacks=[EarlyStopping(plan.patience), *callbacks], grad_clip=recipe.grad_clip,
         record={"candidate": candidate, "fold": fold},

@@ -38,6 +38,14 @@ def test_batches_cover_every_row_once_and_never_leave_one_alone():
         assert n == 1 or all(len(b) > 1 for b in batches)
 
 
+def test_batches_are_the_same_whatever_device_they_are_moved_to():
+    on_cpu = batch_indices(50, 16, generator=torch.Generator().manual_seed(3))
+    moved = batch_indices(
+        50, 16, generator=torch.Generator().manual_seed(3), device=torch.device("cpu")
+    )
+    assert all(torch.equal(a, b) for a, b in zip(on_cpu, moved, strict=True))
+
+
 def test_cycle_keeps_its_place_and_reshuffles_each_pass():
     cycle = Cycle(data(8), 4, torch.Generator().manual_seed(0))
     first_pass = [next(cycle).y for _ in range(2)]
