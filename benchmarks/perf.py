@@ -503,7 +503,7 @@ SMALL_TABLES = ("diabetes", "credit_g", "phoneme")
 
 def section_small(device: DeviceConfig, index_path: str | None) -> dict[str, Any]:
     """The fast preset's fit on small tables, on ``device`` and on the CPU of the same
-    machine, and the device that ``device="auto"`` picks for each."""
+    machine."""
     from benchmarks.datasets import load_local
     from benchmarks.protocol import prepare
 
@@ -521,7 +521,6 @@ def section_small(device: DeviceConfig, index_path: str | None) -> dict[str, Any
         cpu_s = runs["cpu"]["fit_s"]
         tables[name] = {
             "n_train": n_train,
-            "auto_picks": str(resolve_device("auto", n_rows=n_train).device),
             "fit_s": {d: r["fit_s"] for d, r in runs.items()},
             "test": {d: r["test"] for d, r in runs.items()},
             "device_over_cpu": runs[str(device.device)]["fit_s"] / cpu_s,
@@ -756,7 +755,7 @@ def _rows(name: str, r: dict[str, Any]) -> list[list[str]]:
     if name == "small":
         return [
             [
-                f"{table} ({t['n_train']:,} training rows; auto picks {t['auto_picks']}):"
+                f"{table} ({t['n_train']:,} training rows):"
                 f" fast fit on {r['device']} vs on the CPU (s)",
                 f"{t['fit_s'][r['device']]:.1f}",
                 f"{t['fit_s']['cpu']:.1f}",

@@ -2,7 +2,6 @@ import pytest
 import torch
 
 from tabnas.devices import (
-    AUTO_CUDA_MIN_ROWS,
     cpu_threads,
     hardware_settings,
     resolve_device,
@@ -23,15 +22,6 @@ def test_auto_picks_cuda_when_present(monkeypatch):
     assert config.amp_dtype == torch.bfloat16
     assert config.pin_memory and config.non_blocking
     assert config.eval_batch_size > resolve_device("cpu").eval_batch_size
-
-
-def test_auto_fits_small_tables_on_the_cpu_but_obeys_an_explicit_cuda(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
-    small, large = AUTO_CUDA_MIN_ROWS - 1, AUTO_CUDA_MIN_ROWS
-    assert resolve_device("auto", cuda_available=True, n_rows=small).device.type == "cpu"
-    assert resolve_device("auto", cuda_available=True, n_rows=large).device.type == "cuda"
-    assert resolve_device("cuda", cuda_available=True, n_rows=small).device.type == "cuda"
-    assert resolve_device("auto", cuda_available=True).device.type == "cuda"  # predictions
 
 
 def test_cuda_without_bf16_runs_in_full_precision(monkeypatch):

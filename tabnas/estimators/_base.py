@@ -216,7 +216,7 @@ class BaseTabNAS(BaseEstimator, ABC):
         weight_rows, arch_rows = holdout_split(
             len(frame), 0.5, split_rng, stratify=self._stratify(y_encoded)
         )
-        device = resolve_device(self.device, n_rows=len(frame))
+        device = resolve_device(self.device)
         data = self._tensors(preprocessor, frame, y_encoded)
         val_data = self._tensors(preprocessor, val_frame, y_val_encoded)
         plan = self._plan(

@@ -126,6 +126,22 @@ def test_second_order_gradient_matches_exact_autograd():
     assert stats["second_order_ratio"] > 0.05
 
 
+def test_second_order_step_runs_through_fused_attention_kernels():
+    # without dropout, attention takes torch's fused kernel (flash on the CPU, cuDNN or
+    # flash on CUDA), which has no double backward: the Hessian-vector pass must avoid it
+    settings = OpSettings(d_token=8, n_heads=2, attention_dropout=0.0, ffn_dropout=0.0)
+    space = SearchSpace(n_cells=1, n_nodes=1, ops=("attention", "skip", "none"), settings=settings)
+    torch.manual_seed(0)
+    net = SuperNetwork(space=space, n_num_features=3, cat_cardinalities=[], d_out=1)
+    batch = data(16, 1)
+    train = TensorData(batch.x_num.float(), batch.x_cat, batch.y.float())
+    alpha_before = net.alpha.detach().clone()
+    stats = SecondOrderDARTS().bind(net).arch_step(
+        make_loss(net), train, train, virtual_step=virtual_sgd(net, 0.01)
+    )
+    assert stats["second_order_ratio"] > 0 and not torch.equal(net.alpha, alpha_before)
+
+
 def count_forward_calls(net):
     """Forward calls per (edge, op) of the supernet's mixed ops."""
     calls = {}

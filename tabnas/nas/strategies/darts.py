@@ -6,6 +6,7 @@ from typing import cast
 
 import torch
 from torch import Tensor
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from tabnas.nas.strategies.base import BatchLoss, SearchStrategy, VirtualStep
 
@@ -66,7 +67,9 @@ class SecondOrderDARTS(SearchStrategy):
         names = [n for n, _ in named]
         weights = [p for _, p in named]
 
-        train_loss = loss(train_batch, self.mixing_weights())
+        # the fused attention kernels have no double backward: the HVP below needs one
+        with sdpa_kernel(SDPBackend.MATH):
+            train_loss = loss(train_batch, self.mixing_weights())
         train_grads = [
             _or_zero(g, w)
             for g, w in zip(
