@@ -11,12 +11,19 @@ Each entry names a CSV ``file`` and its ``target`` column, the ``task`` (``bincl
 - ``label_map_test``: a mapping applied to the test file's labels (e.g. ``">50K." -> ">50K"``).
 
 Every column that is neither the target nor dropped is a feature.
+
+``python -m benchmarks.datasets copy NAME [NAME ...] --to DIR [--index PATH]`` copies
+datasets (their files and entries) into a self-contained folder with its own
+``index.json``: what a machine without the shared folder (a GPU host) needs, passed on
+as ``--datasets-index DIR/index.json``.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,3 +128,46 @@ def load_local(name: str, index_path: str | Path | None = None) -> LocalDataset:
         source="local",
         categorical_columns=categorical,
     )
+
+
+def copy_datasets(
+    names: list[str], to: str | Path, index_path: str | Path | None = None
+) -> Path:
+    """Copy the files and entries of ``names`` into ``to``; returns its new ``index.json``.
+
+    Entries already in ``to``'s index stay (the copied ones replace those of the same
+    name), so a folder can be filled in several calls.
+    """
+    index = read_index(index_path)
+    unknown = [n for n in names if n not in index]
+    if unknown:
+        raise KeyError(f"dataset(s) {unknown} not in the index; available: {sorted(index)}")
+    to = Path(to)
+    to.mkdir(parents=True, exist_ok=True)
+    target = to / "index.json"
+    kept = json.loads(target.read_text())["datasets"] if target.is_file() else []
+    copied = []
+    for name in names:
+        entry = {k: v for k, v in index[name].items() if k != "_root"}
+        for key in ("file", "test_file"):
+            if entry.get(key):
+                shutil.copyfile(Path(index[name]["_root"]) / entry[key], to / entry[key])
+        copied.append(entry)
+    entries = [e for e in kept if e["name"] not in names] + copied
+    target.write_text(json.dumps({"format": 1, "datasets": entries}, indent=1) + "\n")
+    return target
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.datasets")
+    commands = parser.add_subparsers(dest="command", required=True)
+    copy = commands.add_parser("copy", help="copy datasets into a self-contained folder")
+    copy.add_argument("names", nargs="+")
+    copy.add_argument("--to", required=True)
+    copy.add_argument("--index", default=None, help="the source index (default: the shared one)")
+    args = parser.parse_args(argv)
+    print(copy_datasets(args.names, args.to, args.index))
+
+
+if __name__ == "__main__":
+    main()

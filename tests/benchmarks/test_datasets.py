@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -83,3 +85,19 @@ def test_unknown_name_and_bad_columns(tmp_path, full_index):
     )
     with pytest.raises(ValueError, match="no column\\(s\\) \\['nope'\\]"):
         load_local("bad", bad)
+
+
+def test_copied_datasets_load_the_same_from_their_own_folder(tmp_path, full_index):
+    from benchmarks.datasets import copy_datasets, main
+
+    folder = tmp_path / "bundle"
+    index = copy_datasets(["every_field"], folder, full_index)
+    assert sorted(p.name for p in folder.iterdir()) == ["index.json", "test.csv", "train.csv"]
+    original, copied = load_local("every_field", full_index), load_local("every_field", index)
+    pd.testing.assert_frame_equal(original.X, copied.X)
+    pd.testing.assert_frame_equal(original.X_test, copied.X_test)
+    assert list(original.y_test) == list(copied.y_test)
+    main(["copy", "every_field", "--to", str(folder), "--index", str(full_index)])  # again
+    assert [e["name"] for e in json.loads(index.read_text())["datasets"]] == ["every_field"]
+    with pytest.raises(KeyError, match="not in the index"):
+        copy_datasets(["nope"], folder, full_index)
