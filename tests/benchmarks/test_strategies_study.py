@@ -48,13 +48,13 @@ def test_one_job_scores_pt_and_argmax_of_one_search(tiny_index, tmp_path, datase
 
     (tmp_path / "results.jsonl").write_text(json.dumps(row, default=str) + "\n")
     text = report(tmp_path / "results.jsonl")
-    assert "strategy-darts/pt" in text and "Ranks first" in text
+    assert "strategy-darts/pt" in text and "Ranks first on validation" in text
     assert plot_trajectories(tmp_path / "results.jsonl", tmp_path / "alpha.png").stat().st_size
 
 
 def test_average_ranks_share_ties_and_follow_the_metric_direction():
     def entry(test, higher=True):
-        return [{"test": test, "higher": higher}]
+        return [{"test": test, "higher": higher, "val": -test}]
 
     table = {
         ("a", "clf"): entry(0.9), ("b", "clf"): entry(0.8), ("c", "clf"): entry(0.9),
@@ -63,3 +63,5 @@ def test_average_ranks_share_ties_and_follow_the_metric_direction():
     }
     ranks = average_ranks(table)
     assert ranks == {"a": (1.5 + 2) / 2, "b": (3 + 1) / 2, "c": (1.5 + 3) / 2}
+    # validation scores are higher-is-better on every task (accuracy, -RMSE)
+    assert average_ranks(table, "val") == {"a": (2.5 + 2) / 2, "b": 1.0, "c": (2.5 + 3) / 2}
