@@ -1,7 +1,7 @@
 """Where a fit's time goes: the engine against references, as ratios measured in one run.
 
     python -m benchmarks.perf --out docs/benchmarks/perf [--device auto|cpu|cuda]
-        [--sections supernet strategies discrete predict rows features fit]
+        [--sections supernet strategies discrete predict rows features fit small batch]
         [--preset medium]
 
 Every section runs in its own process (so its peak RSS is its own) and times ours and
@@ -15,13 +15,18 @@ the reference side by side, on the same device and the same batches:
 - ``discrete``: a training step of the FT-Transformer and ResNet points of the space
   against ``rtdl_revisiting_models``'s FTTransformer and ResNet of the same sizes.
 - ``predict``: rows per second of a fitted estimator's ``predict`` (preprocessing
-  included) and of its network alone, against rtdl's default FT-Transformer.
+  included) and of its network alone, against rtdl's default FT-Transformer alone and
+  behind the quantile transform it is trained with.
 - ``rows``: the cost of one epoch per 1,000 rows from 1k to 100k rows (synthetic, and
   California resampled when the shared datasets are there): preprocessing, bins, the
   supernet's training epoch, a scoring pass.
 - ``features``: the supernet's step per feature from 10 to 500 features.
 - ``fit`` (long: about half an hour on 2 CPU cores): the default fit on a dataset split
   by phase, beside the harness's FT-Transformer training on the same split.
+- ``small``: the fast preset on tables of 491 to 3,458 training rows, on the device and
+  on the same machine's CPU.
+- ``batch``: the fast preset on ``--dataset`` with the device's retraining batch and
+  with the CPU's, both on the device (time, validation and test scores).
 
 Writes ``perf.json`` and ``perf.md`` to ``--out``. Timings are medians of repeated
 blocks; the load average is recorded with them (timings beside another heavy job are
@@ -341,6 +346,7 @@ def _count(model: nn.Module) -> int:
 def section_predict(device: DeviceConfig, preset: str) -> dict[str, Any]:
     import pandas as pd
     import rtdl_revisiting_models as rtdl
+    from sklearn.preprocessing import QuantileTransformer
 
     from tabnas import TabNASRegressor
     from tabnas.training.loop import predict
@@ -366,6 +372,18 @@ def section_predict(device: DeviceConfig, preset: str) -> dict[str, Any]:
     )
     reference = _RTDLInputs(reference, "ft").to(device.device)
     reference_s = timed(lambda i: predict(reference, data, device), device, n=1, warmup=1)
+    # the reference as a user runs it: Gorishniy et al.'s quantile transform, then the net
+    quantiles = QuantileTransformer(
+        n_quantiles=min(1000, n_fit), output_distribution="normal", subsample=None,
+        random_state=0,
+    ).fit(frame.iloc[:n_fit].to_numpy())
+    empty, zeros = torch.zeros(n_predict, 0, dtype=torch.long), torch.zeros(n_predict)
+
+    def reference_pipeline(i: int) -> None:
+        x_ref = torch.as_tensor(quantiles.transform(rows.to_numpy()), dtype=torch.float32)
+        predict(reference, TensorData(x_ref, empty, zeros).to(device), device)
+
+    pipeline_s = timed(reference_pipeline, device, n=1, warmup=1)
     return {
         "rows": n_predict, "fitted": "TabNASRegressor(preset='fast') on 3,000 synthetic rows",
         "model": repr(model.model_)[:400],
@@ -374,6 +392,8 @@ def section_predict(device: DeviceConfig, preset: str) -> dict[str, Any]:
         "rtdl_ft_default_rows_per_s": n_predict / reference_s,
         "estimator_over_rtdl_speed": reference_s / estimator_s,
         "network_over_rtdl_speed": reference_s / network_s,
+        "rtdl_ft_with_quantile_transform_rows_per_s": n_predict / pipeline_s,
+        "estimator_over_rtdl_pipeline_speed": pipeline_s / estimator_s,
     }
 
 
@@ -707,7 +727,14 @@ def _rows(name: str, r: dict[str, Any]) -> list[list[str]]:
                 f"{r['rtdl_ft_default_rows_per_s']:,.0f}",
                 f"{r['network_over_rtdl_speed']:.2f}x speed",
             ],
-        ]
+        ] + ([
+            [
+                "estimator.predict rows/s vs quantile transform + rtdl FT-T default",
+                f"{r['estimator_rows_per_s']:,.0f}",
+                f"{r['rtdl_ft_with_quantile_transform_rows_per_s']:,.0f}",
+                f"{r['estimator_over_rtdl_pipeline_speed']:.2f}x speed",
+            ]
+        ] if "estimator_over_rtdl_pipeline_speed" in r else [])
     if name == "rows":
         return [
             [
