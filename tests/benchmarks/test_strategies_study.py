@@ -65,3 +65,19 @@ def test_average_ranks_share_ties_and_follow_the_metric_direction():
     assert ranks == {"a": (1.5 + 2) / 2, "b": (3 + 1) / 2, "c": (1.5 + 3) / 2}
     # validation scores are higher-is-better on every task (accuracy, -RMSE)
     assert average_ranks(table, "val") == {"a": (2.5 + 2) / 2, "b": 1.0, "c": (2.5 + 3) / 2}
+
+
+def test_only_a_pair_that_ran_on_every_dataset_can_rank_first(tmp_path):
+    def job(model, dataset, val):
+        arm = {"test": {"accuracy": 0.5}, "val_score": val, "fit_time_s": 1.0, "ops": ["ffn"]}
+        search = {"supernet_val": 0.5, "search_s": 1.0, "search_steps": 10, "lead_share": {}}
+        return {"status": "ok", "task": "binclass", "model": model, "dataset": dataset,
+                "arms": {"search": search, "pt": arm, "argmax": arm}}
+
+    rows = [job("partial", "a", 0.9), job("full", "a", 0.6), job("full", "b", 0.6)]
+    path = tmp_path / "results.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = report(path)
+    # "partial" has the best validation rank, but on one of the two datasets only
+    assert "Ranks first on validation: full/" in text
+    assert "| partial/pt | 1 | 1.50 |" in text  # tied with its argmax arm
