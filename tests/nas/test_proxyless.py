@@ -2,16 +2,15 @@
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from tabnas import TabNASClassifier
 from tabnas.nas.ops import OpSettings
 from tabnas.nas.space import SearchSpace
 from tabnas.nas.strategies import ProxylessNAS, make_strategy
 from tabnas.nas.supernet import SuperNetwork
-from tabnas.training.data import TensorData
 
 from ..conftest import FAST
+from .test_strategies import count_forward_calls, data, make_loss
 
 OPS = ("linear", "ffn", "skip", "none")
 
@@ -24,34 +23,6 @@ def tiny_supernet(ops=OPS):
     with torch.no_grad():
         net.alpha.normal_(0, 0.5)
     return net
-
-
-def data(n, seed):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, 3, generator=g, dtype=torch.float64)
-    y = torch.sin(x[:, 0]) + x[:, 1] * x[:, 2]
-    return TensorData(x, torch.zeros(n, 0, dtype=torch.long), y)
-
-
-def make_loss(net):
-    def loss(batch, weights, params=None):
-        return F.mse_loss(net(batch.x_num, batch.x_cat, weights=weights).squeeze(-1), batch.y)
-
-    return loss
-
-
-def count_forward_calls(net):
-    """Forward calls per (edge, op) of the supernet's mixed ops (``none`` never runs)."""
-    calls = {}
-    for e, mixed in enumerate(net.cells[0]):
-        for name, op in mixed.ops.items():
-            calls[e, name] = 0
-
-            def hook(module, args, output, key=(e, name)):
-                calls[key] += 1
-
-            op.register_forward_hook(hook)
-    return calls
 
 
 def test_a_weight_step_runs_one_op_per_edge_drawn_from_softmax_alpha():

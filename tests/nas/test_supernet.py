@@ -105,8 +105,8 @@ def test_to_architecture_requires_every_edge_decided():
         make().to_architecture()
 
 
-def test_ops_with_zero_weight_are_not_run():
-    net = make()
+def count_op_calls(net):
+    """Forward calls per op name, over every edge of the supernet."""
     calls = dict.fromkeys(net.space.ops, 0)
     for cell in net.cells:
         for mixed in cell:
@@ -114,6 +114,12 @@ def test_ops_with_zero_weight_are_not_run():
                 op.register_forward_hook(
                     lambda *_, name=name: calls.__setitem__(name, calls[name] + 1)
                 )
+    return calls
+
+
+def test_ops_with_zero_weight_are_not_run():
+    net = make()
+    calls = count_op_calls(net)
     weights = torch.zeros(2, 3, 6)
     weights[..., net.space.ops.index("ffn")] = 1.0  # a one-path mixture: only ffn weighs
     weights[0, 0, net.space.ops.index("attention")] = 0.5
@@ -134,13 +140,7 @@ def test_trial_decisions_are_undone():
 def test_forced_ops_run_at_zero_weight_and_carry_its_gradient():
     net = make()
     net.fix_edge(0, 1, "ffn")
-    calls = dict.fromkeys(net.space.ops, 0)
-    for cell in net.cells:
-        for mixed in cell:
-            for name, op in mixed.ops.items():
-                op.register_forward_hook(
-                    lambda *_, name=name: calls.__setitem__(name, calls[name] + 1)
-                )
+    calls = count_op_calls(net)
     linear, resnet = net.space.ops.index("linear"), net.space.ops.index("resnet")
     weights = torch.zeros(2, 3, 6)
     weights[..., linear] = 1.0
