@@ -50,7 +50,7 @@ from tabnas.estimators._regressor import TabNASRegressor
 from tabnas.nas.network import NETWORK_BUILDERS, DataShapes, build_network
 from tabnas.nas.ops import OpSettings
 from tabnas.nas.selection.trace import Fallback, InputDecision, OpDecision
-from tabnas.nas.space import Architecture, MLPSettings, SearchSpace
+from tabnas.nas.space import Architecture, MLPSettings, RetrievalSettings, SearchSpace
 from tabnas.preprocessing import TabularPreprocessor
 from tabnas.training.ensemble import EnsembleModel
 from tabnas.training.history import History
@@ -79,7 +79,10 @@ form, where it leaves out (with a warning) a descriptive one such as ``history_`
 
 _DATACLASSES: dict[str, type] = {
     cls.__name__: cls
-    for cls in (SearchSpace, OpSettings, MLPSettings, OpDecision, InputDecision, Fallback)
+    for cls in (
+        SearchSpace, OpSettings, MLPSettings, RetrievalSettings, OpDecision, InputDecision,
+        Fallback,
+    )
 }
 _NUMPY_KINDS = "biufU"
 

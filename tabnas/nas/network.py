@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import tabm
 import torch
+import torch.nn.functional as F
 from rtdl_num_embeddings import LinearReLUEmbeddings
 from rtdl_revisiting_models import CategoricalEmbeddings
 from torch import Tensor, nn
@@ -257,13 +258,10 @@ class TabMNetwork(nn.Module):
         _check_features(n_num_features, cat_cardinalities)
         self.architecture = architecture
         mlp = architecture.mlp
-        if architecture.num_embedding == "linear" and n_num_features:
-            # tabm takes its own linear form only: Linear + ReLU per feature (its paper's)
-            embedding = LinearReLUEmbeddings(n_num_features, mlp.d_embedding)
-        else:
-            embedding = _num_embedding(
-                architecture.num_embedding, n_num_features, mlp.d_embedding, bins
-            )
+        # tabm takes its own linear form only: Linear + ReLU per feature (its paper's)
+        embedding = _numeric_embedding(
+            architecture.num_embedding, n_num_features, mlp.d_embedding, bins
+        )
         self.has_num, self.has_cat = n_num_features > 0, bool(cat_cardinalities)
         self.tabm = tabm.TabM.make(
             n_num_features=n_num_features,
@@ -284,12 +282,176 @@ class TabMNetwork(nn.Module):
         return self.tabm(x_num if self.has_num else None, x_cat if self.has_cat else None)
 
 
+def _numeric_embedding(
+    num_embedding: str, n_num_features: int, d_embedding: int, bins: Sequence[Tensor] | None
+) -> nn.Module | None:
+    """The MLP-style backbones' numeric embedding: ``linear`` is TabM's Linear + ReLU form."""
+    if num_embedding == "linear" and n_num_features:
+        return LinearReLUEmbeddings(n_num_features, d_embedding)
+    return _num_embedding(num_embedding, n_num_features, d_embedding, bins)
+
+
+class TrainingRows(NamedTuple):
+    """The rows a retrieval network retrieves from: its training split, on its device."""
+
+    x_num: Tensor  # (n, n_num) float32
+    x_cat: Tensor  # (n, n_cat) int64
+    y: Tensor  # (n,) int64 classes, or float32 standardised targets
+
+
+class RetrievalNetwork(nn.Module):
+    """The ``retrieval`` backbone: ModernNCA (Ye et al. 2025, "Revisiting Nearest
+    Neighbor for Tabular Data"), as its official code (TALENT) runs it.
+
+    Rows are embedded (numeric embedding, one-hot categories, ``Linear(., dim)``, then
+    ``n_blocks`` MLP blocks and a BatchNorm when there are blocks); a row's prediction is
+    the mean of the training rows' labels weighted by ``softmax(-distance / T)``
+    (Euclidean distance): the log of that class distribution for classification, the
+    weighted mean target for regression (``d_out == 1``). The training rows live in the
+    network as buffers (they are part of the fitted model, as a k-NN model's are).
+
+    In training each batch is compared with a random ``sample_rate`` share of the other
+    training rows plus the batch itself, never a row with itself; the training loop passes
+    the batch's positions among the training rows as ``rows`` (the network declares
+    :attr:`reads_training_rows`). In evaluation every training row is a candidate.
+
+    **Shape**: ``x_num (batch, n_num)``, ``x_cat (batch, n_cat)`` -> ``(batch, d_out)``.
+    """
+
+    reads_training_rows = True
+    EVAL_CHUNK_ROWS = 1024
+    """Query rows compared with the training rows at once in evaluation (memory bound)."""
+
+    def __init__(
+        self,
+        *,
+        architecture: Architecture,
+        n_num_features: int,
+        cat_cardinalities: Sequence[int],
+        d_out: int,
+        bins: Sequence[Tensor] | None = None,
+        training_rows: TrainingRows | None = None,
+    ):
+        super().__init__()
+        settings = architecture.retrieval
+        if architecture.backbone != "retrieval" or settings is None:
+            raise ValueError(
+                f"RetrievalNetwork builds 'retrieval' architectures, got {architecture.backbone!r}"
+            )
+        if d_out <= 0:
+            raise ValueError(f"d_out must be positive, got d_out={d_out}")
+        _check_features(n_num_features, cat_cardinalities)
+        self.architecture = architecture
+        self.settings = settings
+        self.d_out = d_out
+        self.cat_cardinalities = tuple(int(c) for c in cat_cardinalities)
+        self.num_embeddings = _numeric_embedding(
+            architecture.num_embedding, n_num_features, settings.d_embedding, bins
+        )
+        d_in = n_num_features * settings.d_embedding + sum(self.cat_cardinalities)
+        self.encoder = nn.Linear(d_in, settings.dim)
+        blocks: list[nn.Module] = [
+            nn.Sequential(
+                nn.BatchNorm1d(settings.dim),
+                nn.Linear(settings.dim, settings.d_block),
+                nn.ReLU(),
+                nn.Dropout(settings.dropout),
+                nn.Linear(settings.d_block, settings.dim),
+            )
+            for _ in range(settings.n_blocks)
+        ]
+        self.post_encoder = (
+            nn.Sequential(*blocks, nn.BatchNorm1d(settings.dim)) if blocks else nn.Identity()
+        )
+        rows = training_rows or TrainingRows(
+            torch.zeros(0, n_num_features),
+            torch.zeros(0, len(self.cat_cardinalities), dtype=torch.long),
+            torch.zeros(0, dtype=torch.float32 if d_out == 1 else torch.long),
+        )
+        self.register_buffer("train_x_num", rows.x_num.detach().clone())
+        self.register_buffer("train_x_cat", rows.x_cat.detach().clone())
+        self.register_buffer("train_y", rows.y.detach().clone())
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # a saved network's training rows give its buffers their size
+        for name in ("train_x_num", "train_x_cat", "train_y"):
+            saved = state_dict.get(prefix + name)
+            if saved is not None:
+                setattr(self, name, torch.empty_like(saved, device=getattr(self, name).device))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def embed(self, x_num: Tensor, x_cat: Tensor) -> Tensor:
+        """``(n, n_num), (n, n_cat) -> (n, dim)``: the space distances are measured in."""
+        parts = []
+        if self.num_embeddings is not None:
+            parts.append(self.num_embeddings(x_num).flatten(1))
+        parts += [
+            F.one_hot(x_cat[:, j], cardinality).to(self.encoder.weight.dtype)
+            for j, cardinality in enumerate(self.cat_cardinalities)
+        ]
+        return self.post_encoder(self.encoder(torch.cat(parts, dim=1)))
+
+    def forward(self, x_num: Tensor, x_cat: Tensor, rows: Tensor | None = None) -> Tensor:
+        if self.training:
+            if rows is None:
+                raise ValueError(
+                    "a retrieval network trains on batches of its training rows: pass their"
+                    " positions as rows="
+                )
+            return self._train_forward(x_num, x_cat, rows)
+        candidates = self.embed(self.train_x_num, self.train_x_cat)
+        return torch.cat([
+            self._predict(self.embed(x_num[i : i + self.EVAL_CHUNK_ROWS],
+                                     x_cat[i : i + self.EVAL_CHUNK_ROWS]),
+                          candidates, self.train_y)
+            for i in range(0, max(len(x_num), 1), self.EVAL_CHUNK_ROWS)
+        ])
+
+    def _train_forward(self, x_num: Tensor, x_cat: Tensor, rows: Tensor) -> Tensor:
+        n_train = len(self.train_y)
+        others = torch.ones(n_train, dtype=torch.bool, device=self.train_y.device)
+        others[rows] = False
+        others = others.nonzero().squeeze(1)
+        n_sampled = int(len(others) * self.settings.sample_rate)
+        sampled = others[torch.randperm(len(others), device=others.device)[:n_sampled]]
+        queries = self.embed(x_num, x_cat)
+        candidates = torch.cat([queries, self.embed(self.train_x_num[sampled],
+                                                    self.train_x_cat[sampled])])
+        labels = torch.cat([self.train_y[rows], self.train_y[sampled]])
+        return self._predict(queries, candidates, labels, exclude_self=True)
+
+    def _predict(
+        self, queries: Tensor, candidates: Tensor, labels: Tensor, *, exclude_self: bool = False
+    ) -> Tensor:
+        """Soft nearest neighbours of ``queries`` among ``candidates`` (whose first rows are
+        the queries themselves when ``exclude_self``)."""
+        with full_precision(queries):
+            distances = torch.cdist(queries.float(), candidates.float()) / self.settings.temperature
+            if exclude_self:
+                distances.diagonal().fill_(torch.inf)  # the first len(queries) columns
+            weights = torch.softmax(-distances, dim=-1)  # (batch, n_candidates)
+            if self.d_out == 1:
+                return weights @ labels.float().unsqueeze(-1)  # (batch, 1)
+            proba = weights @ F.one_hot(labels, self.d_out).float()  # (batch, d_out)
+            return torch.log(proba + 1e-7)  # log-probabilities: what softmax turns back
+
+
 NetworkBuilder = Callable[..., nn.Module]
 
-NETWORK_BUILDERS: dict[str, NetworkBuilder] = {"cells": DiscreteNetwork, "tabm": TabMNetwork}
+NETWORK_BUILDERS: dict[str, NetworkBuilder] = {
+    "cells": DiscreteNetwork, "tabm": TabMNetwork, "retrieval": RetrievalNetwork,
+}
 assert set(NETWORK_BUILDERS) == set(BACKBONES), "every backbone of the space has a builder"
 
 
-def build_network(architecture: Architecture, shapes: DataShapes) -> nn.Module:
-    """The trainable network of ``architecture`` for data of ``shapes``."""
-    return NETWORK_BUILDERS[architecture.backbone](architecture=architecture, **shapes.kwargs())
+def build_network(
+    architecture: Architecture, shapes: DataShapes, training_rows: TrainingRows | None = None
+) -> nn.Module:
+    """The trainable network of ``architecture`` for data of ``shapes``; a network that
+    reads its training rows (``reads_training_rows``) gets ``training_rows``, the others
+    ignore them. Without them a retrieval network is an empty shell for saved weights."""
+    builder = NETWORK_BUILDERS[architecture.backbone]
+    kwargs = shapes.kwargs()
+    if getattr(builder, "reads_training_rows", False) and training_rows is not None:
+        kwargs["training_rows"] = training_rows
+    return builder(architecture=architecture, **kwargs)

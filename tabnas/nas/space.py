@@ -5,7 +5,9 @@ feature tokenizer, a stack of cells and a readout. A cell is a small DAG: node 0
 cell's input, nodes ``1..n_nodes`` each sum an operation applied to every earlier node,
 and the last node is the cell's output. The edges are derived from ``n_nodes``; nothing
 lists them by hand. The ``tabm`` backbone is TabM (Gorishniy et al. 2024): an MLP over
-the concatenated feature embeddings whose layers hold ``k`` BatchEnsemble members.
+the concatenated feature embeddings whose layers hold ``k`` BatchEnsemble members. The
+``retrieval`` backbone is ModernNCA (Ye et al. 2025): a row predicts from the labels of
+the training rows nearest to it in a learned embedding.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from typing import Any
 from tabnas.nas.embeddings import check_num_embedding
 from tabnas.nas.ops import NONE_OP, OP_REGISTRY, OpSettings, op_parameters
 
-BACKBONES: tuple[str, ...] = ("cells", "tabm")
-"""``cells``: tokens through searched cells; ``tabm``: an MLP of BatchEnsemble members."""
+BACKBONES: tuple[str, ...] = ("cells", "tabm", "retrieval")
+"""``cells``: tokens through searched cells; ``tabm``: an MLP of BatchEnsemble members;
+``retrieval``: soft nearest neighbours among the training rows (ModernNCA)."""
 
 TABM_ARCH_TYPES: tuple[str, ...] = ("tabm", "tabm-mini")
 
@@ -55,6 +58,41 @@ class MLPSettings:
             raise ValueError(f"arch_type must be one of {TABM_ARCH_TYPES}, got {self.arch_type!r}")
 
 
+@dataclass(frozen=True)
+class RetrievalSettings:
+    """The ``retrieval`` backbone (ModernNCA, Ye et al. 2025): feature embeddings (one-hot
+    categories) -> ``Linear(., dim)`` -> ``n_blocks`` MLP blocks -> a point in ``dim``
+    dimensions; a row's prediction is the softmax(-distance / ``temperature``)-weighted
+    mean of the training rows' labels. Each training step compares a batch with a random
+    ``sample_rate`` share of the training rows (the cost stays linear in the rows).
+
+    The defaults are the official code's (TALENT ``configs/default/modernNCA.json``: dim
+    128, no blocks, d_block 512, dropout 0.1, temperature 1, sample rate 0.5), with the
+    space's numeric embedding at ``d_embedding`` (TALENT: PLR-lite, 34).
+    """
+
+    dim: int = 128
+    n_blocks: int = 0
+    d_block: int = 512
+    dropout: float = 0.1
+    temperature: float = 1.0
+    sample_rate: float = 0.5
+    d_embedding: int = 16
+
+    def __post_init__(self) -> None:
+        for name in ("dim", "d_block", "d_embedding"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {name}={getattr(self, name)}")
+        if self.n_blocks < 0:
+            raise ValueError(f"n_blocks must be non-negative, got n_blocks={self.n_blocks}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got dropout={self.dropout}")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be positive, got temperature={self.temperature}")
+        if not 0.0 < self.sample_rate <= 1.0:
+            raise ValueError(f"sample_rate must be in (0, 1], got sample_rate={self.sample_rate}")
+
+
 def cell_edges(n_nodes: int) -> tuple[tuple[int, int], ...]:
     """All ``(source, target)`` pairs of a cell with ``n_nodes`` intermediate nodes.
 
@@ -75,8 +113,10 @@ class SearchSpace:
         settings: sizes and dropouts shared by the operations.
         num_embeddings: the numeric embeddings the final choice may use; the supernet
             is searched with the first.
-        backbones: ``"cells"`` (searched) and/or ``"tabm"`` (:class:`MLPSettings`).
+        backbones: ``"cells"`` (searched), ``"tabm"`` (:class:`MLPSettings`) and
+            ``"retrieval"`` (:class:`RetrievalSettings`), any non-empty subset.
         mlp: the size of the ``tabm`` backbone.
+        retrieval: the settings of the ``retrieval`` backbone.
     """
 
     n_cells: int = 2
@@ -87,6 +127,7 @@ class SearchSpace:
     num_embeddings: tuple[str, ...] = ("linear",)
     backbones: tuple[str, ...] = ("cells",)
     mlp: MLPSettings = field(default_factory=MLPSettings)
+    retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
 
     def __post_init__(self) -> None:
         if not self.num_embeddings:
@@ -132,6 +173,8 @@ class SearchSpace:
             return False
         if architecture.backbone == "tabm":
             return architecture.mlp == self.mlp
+        if architecture.backbone == "retrieval":
+            return architecture.retrieval == self.retrieval
         if len(architecture.cells) != self.n_cells:
             return False
         for cell in architecture.cells:
@@ -167,14 +210,23 @@ class SearchSpace:
         """The space's ``tabm`` point with ``num_embedding`` (default: the searched one)."""
         return Architecture.tabm(self.mlp, num_embedding=num_embedding or self.search_embedding)
 
+    def modern_nca(self, num_embedding: str | None = None) -> Architecture:
+        """The space's ``retrieval`` point with ``num_embedding`` (default: the searched one)."""
+        return Architecture.modern_nca(
+            self.retrieval, num_embedding=num_embedding or self.search_embedding
+        )
+
     def candidates(self, selected: Architecture | None = None) -> list[Architecture]:
         """What a fit trains: ``selected`` (the ``cells`` a search selected, when ``cells``
         is a backbone of the space), then the ``tabm`` point with each embedding of the
-        space. The final model is the validation ensemble of these
-        (:mod:`tabnas.training.ensemble`)."""
+        space, then the ``retrieval`` point with the searched embedding. The final model
+        is the validation ensemble of these (:mod:`tabnas.training.ensemble`), so a
+        candidate that does not help on validation gets no weight."""
         out = [selected] if selected is not None and "cells" in self.backbones else []
         if "tabm" in self.backbones:
             out += [self.tabm(name) for name in self.num_embeddings]
+        if "retrieval" in self.backbones:
+            out.append(self.modern_nca())
         return out
 
     def chain(self, ops: Sequence[str]) -> Architecture:
@@ -211,10 +263,11 @@ Cell = tuple[Node, ...]
 class Architecture:
     """A discrete network of the search space: plain data, JSON-safe.
 
-    ``num_embedding`` names the numeric embedding; ``backbone`` is ``"cells"`` or
-    ``"tabm"``. For ``cells``, ``cells[c][k]`` lists the incoming edges of node ``k + 1``
-    of cell ``c`` (the last node of a cell is its output) and ``settings`` sizes the ops;
-    for ``tabm``, ``cells`` is empty and ``mlp`` sizes the backbone.
+    ``num_embedding`` names the numeric embedding; ``backbone`` is ``"cells"``,
+    ``"tabm"`` or ``"retrieval"``. For ``cells``, ``cells[c][k]`` lists the incoming
+    edges of node ``k + 1`` of cell ``c`` (the last node of a cell is its output) and
+    ``settings`` sizes the ops; for ``tabm``, ``cells`` is empty and ``mlp`` sizes the
+    backbone; for ``retrieval``, ``cells`` is empty and ``retrieval`` sets it.
 
     Examples:
         >>> arch = Architecture.chain([["attention", "ffn"]] * 3)  # FT-Transformer's body
@@ -229,17 +282,23 @@ class Architecture:
     num_embedding: str = "linear"
     backbone: str = "cells"
     mlp: MLPSettings | None = None
+    retrieval: RetrievalSettings | None = None
 
     def __post_init__(self) -> None:
         check_num_embedding(self.num_embedding)
         if self.backbone not in BACKBONES:
             raise ValueError(f"unknown backbone {self.backbone!r}; available: {BACKBONES}")
-        if self.backbone == "tabm":
-            if self.cells or self.mlp is None:
-                raise ValueError("a 'tabm' Architecture has no cells and needs mlp settings")
+        for backbone, name in (("tabm", "mlp"), ("retrieval", "retrieval")):
+            if self.backbone == backbone and getattr(self, name) is None:
+                raise ValueError(
+                    f"a {backbone!r} Architecture has no cells and needs {name} settings"
+                )
+            if self.backbone != backbone and getattr(self, name) is not None:
+                raise ValueError(f"{name} settings belong to the {backbone!r} backbone only")
+        if self.backbone != "cells":
+            if self.cells:
+                raise ValueError(f"a {self.backbone!r} Architecture has no cells")
             return
-        if self.mlp is not None:
-            raise ValueError("mlp settings belong to the 'tabm' backbone only")
         if not self.cells:
             raise ValueError("an Architecture needs at least one cell")
         for c, cell in enumerate(self.cells):
@@ -305,6 +364,17 @@ class Architecture:
         """TabM: ``mlp`` (default :class:`MLPSettings`) over ``num_embedding`` embeddings."""
         return cls(cells=(), num_embedding=num_embedding, backbone="tabm", mlp=mlp or MLPSettings())
 
+    @classmethod
+    def modern_nca(
+        cls, settings: RetrievalSettings | None = None, *, num_embedding: str = "piecewise_linear"
+    ) -> Architecture:
+        """ModernNCA: ``settings`` (default :class:`RetrievalSettings`) over
+        ``num_embedding`` embeddings."""
+        return cls(
+            cells=(), num_embedding=num_embedding, backbone="retrieval",
+            retrieval=settings or RetrievalSettings(),
+        )
+
     def with_embedding(self, num_embedding: str) -> Architecture:
         """The same network with another numeric embedding."""
         return dataclasses.replace(self, num_embedding=num_embedding)
@@ -345,6 +415,7 @@ class Architecture:
             "num_embedding": self.num_embedding,
             "backbone": self.backbone,
             "mlp": None if self.mlp is None else dataclasses.asdict(self.mlp),
+            "retrieval": None if self.retrieval is None else dataclasses.asdict(self.retrieval),
         }
 
     @classmethod
@@ -358,9 +429,12 @@ class Architecture:
             )
             settings = OpSettings(**data.get("settings", {}))
             mlp = None if data.get("mlp") is None else MLPSettings(**data["mlp"])
+            retrieval = (
+                None if data.get("retrieval") is None else RetrievalSettings(**data["retrieval"])
+            )
             return cls(
                 cells=cells, settings=settings, num_embedding=data.get("num_embedding", "linear"),
-                backbone=data.get("backbone", "cells"), mlp=mlp,
+                backbone=data.get("backbone", "cells"), mlp=mlp, retrieval=retrieval,
             )
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"not an Architecture dict: {error}") from error
@@ -375,6 +449,14 @@ class Architecture:
             return (
                 f"Architecture: TabM ({m.arch_type}, k={m.k}, {m.n_blocks} x {m.d_block},"
                 f" dropout={m.dropout}), {self.num_embedding} embeddings (d={m.d_embedding})"
+            )
+        if self.backbone == "retrieval":
+            r = self.retrieval
+            assert r is not None  # __post_init__: a retrieval Architecture has its settings
+            return (
+                f"Architecture: ModernNCA (dim={r.dim}, {r.n_blocks} block(s),"
+                f" temperature={r.temperature}, sample_rate={r.sample_rate}),"
+                f" {self.num_embedding} embeddings (d={r.d_embedding})"
             )
         s = self.settings
         lines = [

@@ -242,6 +242,8 @@ def train_epoch(
 
     ``before_step`` runs before each weight step with the batch (DARTS puts its
     architecture step there); ``forward_kwargs`` supplies extra forward arguments per step.
+    A model that declares ``reads_training_rows`` (retrieval) gets each batch's positions
+    in ``data`` as ``rows=``.
     """
     model.train()
     total, count = torch.zeros((), device=data.y.device), 0  # summed on the device: no sync
@@ -252,8 +254,11 @@ def train_epoch(
         if before_step is not None:
             before_step(batch)
         optimizer.zero_grad(set_to_none=True)
+        kwargs = forward_kwargs() if forward_kwargs else {}
+        if getattr(model, "reads_training_rows", False):  # retrieval: the batch's positions
+            kwargs["rows"] = index
         with config.autocast():
-            output = model(batch.x_num, batch.x_cat, **(forward_kwargs() if forward_kwargs else {}))
+            output = model(batch.x_num, batch.x_cat, **kwargs)
         loss = task.loss(output, batch.y)
         loss.backward()
         if grad_clip is not None:

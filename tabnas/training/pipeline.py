@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from tabnas.devices import DeviceConfig
 from tabnas.nas.embeddings import NEEDS_BINS, quantile_bins
-from tabnas.nas.network import DataShapes, build_network
+from tabnas.nas.network import DataShapes, TrainingRows, build_network
 from tabnas.nas.selection import Decision, SelectionContext, Selector, argmax_select, make_selector
 from tabnas.nas.selection.base import Criterion
 from tabnas.nas.space import Architecture, SearchSpace
@@ -87,6 +87,8 @@ class Recipe:
 RECIPES: dict[str, Recipe] = {
     # The ``tabm`` package's defaults (AdamW lr 2e-3, wd 3e-4) and its paper's clipping.
     "tabm": Recipe(lr=2e-3, weight_decay=3e-4, grad_clip=1.0),
+    # ModernNCA's official defaults (TALENT: AdamW lr 1e-2, wd 2e-4).
+    "retrieval": Recipe(lr=1e-2, weight_decay=2e-4),
 }
 """Backbones absent here (``cells``) train with the preset's lr and weight decay."""
 
@@ -250,7 +252,9 @@ def retrain(
 ) -> tuple[nn.Module, FitResult]:
     """Train ``architecture`` from scratch, early-stopped on val, best weights restored,
     within ``until`` of the time limit."""
-    model = build_network(architecture, shapes).to(device.device)
+    model = build_network(
+        architecture, shapes, TrainingRows(train.x_num, train.x_cat, train.y)
+    ).to(device.device)
     recipe = RECIPES.get(architecture.backbone, Recipe(plan.search.lr, plan.search.weight_decay))
     optimizer = make_weight_optimizer(
         model, lr=recipe.lr * plan.retrain_lr_scale, weight_decay=recipe.weight_decay

@@ -47,20 +47,24 @@ def test_quantile_bins_survive_constant_binary_and_tiny_columns():
 
 
 @pytest.mark.parametrize("name", sorted(NUM_EMBEDDING_REGISTRY))
-@pytest.mark.parametrize("backbone", ["cells", "tabm"])
+@pytest.mark.parametrize("backbone", ["cells", "tabm", "retrieval"])
 def test_every_backbone_builds_and_trains_with_every_embedding(name, backbone):
     """The "best" preset trains TabM with every embedding of its space."""
-    from tabnas.nas.network import DataShapes, build_network
-    from tabnas.nas.space import Architecture, MLPSettings, SearchSpace
+    from tabnas.nas.network import DataShapes, TrainingRows, build_network
+    from tabnas.nas.space import Architecture, MLPSettings, RetrievalSettings, SearchSpace
 
-    x = torch.randn(32, 3)
+    x, x_cat = torch.randn(32, 3), torch.randint(0, 4, (32, 1))
     shapes = DataShapes(3, (4,), 2, bins=tuple(quantile_bins(x)))
-    architecture = (
-        Architecture.tabm(MLPSettings(n_blocks=1, d_block=16, k=2), num_embedding=name)
-        if backbone == "tabm"
-        else SearchSpace(n_cells=1).chain(["ffn", "resnet"]).with_embedding(name)
-    )
-    network = build_network(architecture, shapes)
-    out = network(x, torch.randint(0, 4, (32, 1)))
+    architecture = {
+        "tabm": lambda: Architecture.tabm(
+            MLPSettings(n_blocks=1, d_block=16, k=2), num_embedding=name
+        ),
+        "retrieval": lambda: Architecture.modern_nca(RetrievalSettings(dim=8), num_embedding=name),
+        "cells": lambda: SearchSpace(n_cells=1).chain(["ffn", "resnet"]).with_embedding(name),
+    }[backbone]()
+    training_rows = TrainingRows(x, x_cat, torch.randint(0, 2, (32,)))
+    network = build_network(architecture, shapes, training_rows)
+    kwargs = {"rows": torch.arange(32)} if backbone == "retrieval" else {}
+    out = network(x, x_cat, **kwargs)
     assert out.shape[0] == 32 and out.shape[-1] == 2
     out.sum().backward()
