@@ -325,9 +325,26 @@ class TabNASModel(Adapter):
         from tabnas import TabNASClassifier, TabNASRegressor
 
         cls = TabNASClassifier if self.is_classification else TabNASRegressor
-        self.model_ = cls(random_state=self.seed, **self.options)
+        options = dict(self.options)
+        if isinstance(options.get("space"), dict):  # a config changes fields of the preset's
+            options["space"] = self._space(cls(**options | {"space": None}), options["space"])
+        self.model_ = cls(random_state=self.seed, **options)
         self.model_.fit(X_train, y_train, X_val=X_val, y_val=y_val)
         return self
+
+    @staticmethod
+    def _space(estimator, changes: dict[str, Any]):
+        """The estimator's space with ``changes`` (TOML lists become tuples):
+        ``space = {backbones = ["cells", "tabm", "retrieval"]}`` in a config."""
+        import dataclasses
+
+        base = estimator.search_space()
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(base)})
+        if unknown:
+            raise ValueError(f"space has no field(s) {unknown}")
+        return dataclasses.replace(
+            base, **{k: tuple(v) if isinstance(v, list) else v for k, v in changes.items()}
+        )
 
     def predict_proba(self, X):
         return self.model_.predict_proba(X)
@@ -355,6 +372,7 @@ class TabNASModel(Adapter):
                 for m in est.ensemble_
             ],
             "best_epoch": int(est.best_epoch_),
+            "ensemble_val": est.fit_info_["ensemble_val"],
             "timings": {k: round(float(v), 3) for k, v in est.timings_.items()},
             "options": {
                 "preset": est.preset,

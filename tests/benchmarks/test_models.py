@@ -80,6 +80,21 @@ def test_tabnas_variant_records_its_architecture():
     assert model.predict_proba(X_test).shape == (len(X_test), 2)
     info = model.info()
     assert info["n_parameters"] > 0 and "cells" in info["architecture"]
+    assert 0.0 <= info["ensemble_val"]["accuracy"] <= 1.0  # what a variant is chosen on
+
+
+def test_a_tabnas_variant_changes_fields_of_its_presets_space():
+    X, y, X_val, y_val, _ = tiny_data("regression")
+    options = {**FAST["tabnas-fast"], "space": {"backbones": ["tabm", "retrieval"]}}
+    model = make_model(
+        "tabnas-x", options, task="regression", n_classes=None, seed=0
+    ).fit(X, y, X_val, y_val)
+    assert model.model_.space.backbones == ("tabm", "retrieval")
+    assert model.model_.space.mlp == model.model_.search_space().mlp  # the rest: the preset's
+    assert [m["backbone"] for m in model.info()["ensemble"]] == ["tabm", "retrieval"]
+    bad = make_model("tabnas-x", {"space": {"depth": 3}}, task="regression", n_classes=None, seed=0)
+    with pytest.raises(ValueError, match="no field"):
+        bad.fit(X, y, X_val, y_val)
 
 
 def test_tabm_members_train_on_their_own_losses_and_predict_their_mean():

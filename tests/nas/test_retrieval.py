@@ -98,7 +98,9 @@ def test_the_training_rows_travel_in_the_state_dict_into_an_empty_network():
     assert isinstance(shell, RetrievalNetwork) and len(shell.train_y) == 0
     shell.load_state_dict(net.state_dict())
     assert torch.equal(shell.train_y, train.y) and shell.train_y.dtype == torch.long
-    torch.testing.assert_close(shell.eval()(train.x_num, train.x_cat), net(train.x_num, train.x_cat))
+    torch.testing.assert_close(
+        shell.eval()(train.x_num, train.x_cat), net(train.x_num, train.x_cat)
+    )
 
 
 def test_retrieval_architectures_round_trip_and_refuse_bad_settings():
