@@ -118,7 +118,9 @@ def write_report(folder: str | Path, base: str = "tabnas") -> tuple[Path, pd.Dat
     folder = Path(folder)
     results = folder / RESULTS_FILE
     if not results.is_file():
-        raise FileNotFoundError(f"no {RESULTS_FILE} in {folder}; run python -m benchmarks.run first")
+        raise FileNotFoundError(
+            f"no {RESULTS_FILE} in {folder}; run python -m benchmarks.run first"
+        )
     jobs = job_frame(read_results(results))
     if jobs.empty or base not in set(jobs["model"]):
         raise ValueError(f"no finished jobs of the base variant {base!r} in {results}")
