@@ -31,6 +31,13 @@ class OpSettings:
     """Above this many tokens the attention probabilities get no dropout: the fused
     kernel then never holds the ``n_tokens**2`` matrices (at 500 features and batch 256
     they take gigabytes per op)."""
+    attention_kv_compression: float = 0.25
+    attention_kv_compression_min_tokens: int = 65
+    """From this many tokens on, attention compresses its keys and values along the
+    tokens to ``attention_kv_compression`` of their number (Linformer, as
+    ``rtdl_revisiting_models`` builds it, one map for keys and one for values): its cost
+    then grows linearly, not quadratically, with the features. Tables of up to 63
+    features (64 tokens with [CLS]) keep full attention."""
     ffn_d_hidden_multiplier: float = 4 / 3
     ffn_dropout: float = 0.05
     resnet_d_hidden: int = 256
@@ -47,6 +54,11 @@ class OpSettings:
             )
         if self.resnet_d_hidden <= 0:
             raise ValueError(f"resnet_d_hidden must be positive, got {self.resnet_d_hidden}")
+        if not 0.0 < self.attention_kv_compression < 1.0:
+            raise ValueError(
+                "attention_kv_compression must be in (0, 1), got"
+                f" attention_kv_compression={self.attention_kv_compression}"
+            )
         for name in ("attention_dropout", "ffn_dropout", "resnet_dropout", "residual_dropout"):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
@@ -94,14 +106,22 @@ class FusedMultiheadAttention(MultiheadAttention):
 
     That is a fused kernel on CUDA, and on the CPU a flash kernel whenever no dropout is
     drawn (evaluation, scoring, prediction): 2.5x faster and a quarter of the memory at
-    500 tokens (``benchmarks/perf.py``). Linformer compression is not used here.
+    500 tokens (``benchmarks/perf.py``). Built with Linformer compression, keys and
+    values are compressed along the tokens first, as rtdl's forward does.
     """
 
     def forward(self, x_q: Tensor, x_kv: Tensor) -> Tensor:
         batch_size, n_q_tokens, d = x_q.shape
+        k, v = self.W_k(x_kv), self.W_v(x_kv)
+        if self.key_compression is not None:  # (batch, n_tokens, d) -> (batch, m, d)
+            k = self.key_compression(k.transpose(1, 2)).transpose(1, 2)
+            compress_v = (
+                self.key_compression if self.value_compression is None else self.value_compression
+            )
+            v = compress_v(v.transpose(1, 2)).transpose(1, 2)
         q, k, v = (
             t.reshape(batch_size, -1, self._n_heads, d // self._n_heads).transpose(1, 2)
-            for t in (self.W_q(x_q), self.W_k(x_kv), self.W_v(x_kv))
+            for t in (self.W_q(x_q), k, v)
         )  # (batch, n_heads, n_tokens, d_head)
         p = self.dropout.p if self.dropout is not None and self.training else 0.0
         x = F.scaled_dot_product_attention(q, k, v, dropout_p=p)
@@ -112,11 +132,26 @@ class FusedMultiheadAttention(MultiheadAttention):
 class AttentionBlock(nn.Module):
     """Pre-norm multi-head self-attention over the feature tokens, with a residual."""
 
-    def __init__(self, *, d_token: int, n_heads: int, dropout: float, residual_dropout: float):
+    def __init__(
+        self,
+        *,
+        d_token: int,
+        n_heads: int,
+        dropout: float,
+        residual_dropout: float,
+        n_tokens: int | None = None,
+        kv_compression: float | None = None,
+    ):
         super().__init__()
         self.normalization = nn.LayerNorm(d_token)
         self.attention = FusedMultiheadAttention(
-            d_embedding=d_token, n_heads=n_heads, dropout=dropout
+            d_embedding=d_token, n_heads=n_heads, dropout=dropout,
+            **(
+                {} if kv_compression is None else dict(
+                    n_tokens=n_tokens, linformer_kv_compression_ratio=kv_compression,
+                    linformer_kv_compression_sharing="headwise",
+                )
+            ),
         )
         self.residual_dropout = nn.Dropout(residual_dropout)
 
@@ -190,6 +225,12 @@ def _attention(settings: OpSettings, n_tokens: int) -> nn.Module:
             settings.attention_dropout if n_tokens <= settings.attention_dropout_max_tokens else 0.0
         ),
         residual_dropout=settings.residual_dropout,
+        n_tokens=n_tokens,
+        kv_compression=(
+            settings.attention_kv_compression
+            if n_tokens >= settings.attention_kv_compression_min_tokens
+            else None
+        ),
     )
 
 

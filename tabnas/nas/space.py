@@ -93,6 +93,10 @@ class RetrievalSettings:
             raise ValueError(f"sample_rate must be in (0, 1], got sample_rate={self.sample_rate}")
 
 
+NO_COMPRESSION = 2**31 - 1
+"""``attention_kv_compression_min_tokens`` of settings saved before the option existed."""
+
+
 def cell_edges(n_nodes: int) -> tuple[tuple[int, int], ...]:
     """All ``(source, target)`` pairs of a cell with ``n_nodes`` intermediate nodes.
 
@@ -421,13 +425,17 @@ class Architecture:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Architecture:
         """The inverse of :meth:`to_dict`; dicts without the embedding and backbone keys
-        (tabnas 0.1) are linear-embedding ``cells`` architectures."""
+        (tabnas 0.1) are linear-embedding ``cells`` architectures, and settings without
+        attention compression had none."""
         try:
             cells = tuple(
                 tuple(tuple(Edge(source=int(s), op=str(op)) for s, op in inputs) for inputs in cell)
                 for cell in data["cells"]
             )
-            settings = OpSettings(**data.get("settings", {}))
+            fields = dict(data.get("settings", {}))
+            if fields:  # saved before attention compressed many tokens: it never did
+                fields.setdefault("attention_kv_compression_min_tokens", NO_COMPRESSION)
+            settings = OpSettings(**fields)
             mlp = None if data.get("mlp") is None else MLPSettings(**data["mlp"])
             retrieval = (
                 None if data.get("retrieval") is None else RetrievalSettings(**data["retrieval"])

@@ -54,7 +54,11 @@ def test_registering_twice_is_refused_and_new_ops_build():
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [({"d_token": 10, "n_heads": 4}, "multiple of n_heads"), ({"ffn_dropout": 1.5}, "ffn_dropout")],
+    [
+        ({"d_token": 10, "n_heads": 4}, "multiple of n_heads"),
+        ({"ffn_dropout": 1.5}, "ffn_dropout"),
+        ({"attention_kv_compression": 1.0}, "attention_kv_compression"),
+    ],
 )
 def test_settings_validate(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -81,3 +85,34 @@ def test_fused_attention_is_rtdls_attention():
     torch.testing.assert_close(ga, gb, rtol=1e-4, atol=1e-5)
     ours.train()
     assert not torch.allclose(ours(x, x), a)  # dropout on the attention probabilities
+
+
+def test_attention_over_many_tokens_is_rtdls_linformer_attention():
+    """From ``attention_kv_compression_min_tokens`` on, keys and values are compressed
+    along the tokens exactly as rtdl's Linformer option does; below, full attention."""
+    from rtdl_revisiting_models import MultiheadAttention
+
+    settings = OpSettings(d_token=16, n_heads=4, attention_kv_compression_min_tokens=20)
+    wide = make_op("attention", settings, n_tokens=20).attention
+    assert wide.key_compression.weight.shape == (5, 20)  # 20 tokens -> a quarter
+    assert make_op("attention", settings, n_tokens=19).attention.key_compression is None
+    reference = MultiheadAttention(
+        d_embedding=16, n_heads=4, dropout=0.0, n_tokens=20,
+        linformer_kv_compression_ratio=0.25, linformer_kv_compression_sharing="headwise",
+    )
+    reference.load_state_dict(wide.state_dict())
+    x = torch.randn(3, 20, 16)
+    wide.eval()
+    torch.testing.assert_close(wide(x, x), reference(x, x), rtol=1e-5, atol=1e-6)
+
+
+def test_architectures_saved_before_compression_load_without_it():
+    from tabnas.nas.space import Architecture
+
+    old = Architecture.ft_transformer(1).to_dict()
+    for key in ("attention_kv_compression", "attention_kv_compression_min_tokens"):
+        del old["settings"][key]
+    settings = Architecture.from_dict(old).settings
+    assert make_op("attention", settings, n_tokens=600).attention.key_compression is None
+    new = Architecture.ft_transformer(1)
+    assert Architecture.from_dict(new.to_dict()) == new  # today's dicts keep theirs
