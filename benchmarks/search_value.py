@@ -43,6 +43,9 @@ from benchmarks.models import Adapter
 
 SEARCH_ARMS = {"darts-pt": ("darts", "pt"), "fixed-alpha-pt": ("fixed-alpha", "pt")}
 POINTS = {"ft-point": ("attention", "ffn"), "resnet-point": ("resnet", "skip")}
+SELECTIONS = (*SEARCH_ARMS, "darts-argmax")
+"""The arms that choose an architecture by a search: the PT arms and DARTS's argmax
+(``selection="argmax"``: the darts-pt search, then its argmax retrained)."""
 
 
 class SearchValueModel(Adapter):
@@ -218,13 +221,17 @@ def summarise_job(arms: dict[str, dict[str, Any]], task: str, default: str) -> d
     )
     out: dict[str, Any] = {f"test:{a}": test[a] for a in (*SEARCH_ARMS, "darts-argmax", *POINTS)}
     out["test:random-median"] = statistics.median(test[a] for a in randoms)
-    for arm in SEARCH_ARMS:  # black-box random search in this arm's fit time (at least one)
+    for arm in SELECTIONS:  # black-box random search in this arm's fit time (at least one)
         chosen = _within(randoms, arms, arms[arm]["fit_time_s"])
         best = max(chosen, key=lambda a: arms[a]["val_score"])
         out[f"test:random-search@{arm}"] = test[best]
         out[f"n_random@{arm}"] = len(chosen)
-        out[f"gap:{arm}"] = arms[arm]["val_score"] - arms[arm]["supernet_val"]
         out[f"val:{arm}"] = arms[arm]["val_score"]
+    # argmax discretises the darts-pt search's supernet
+    supernet = {**{a: a for a in SEARCH_ARMS}, "darts-argmax": "darts-pt"}
+    for arm in SELECTIONS:
+        out[f"gap:{arm}"] = arms[arm]["val_score"] - arms[supernet[arm]]["supernet_val"]
+    for arm in SEARCH_ARMS:
         out[f"time:{arm}"] = arms[arm]["fit_time_s"]
         out[f"steps:{arm}"] = arms[arm]["search_steps"]
         out[f"alpha_shift:{arm}"] = arms[arm]["alpha_shift"]
@@ -238,13 +245,13 @@ def summarise_job(arms: dict[str, dict[str, Any]], task: str, default: str) -> d
             (a for a in arms if a.startswith("evolution-")), key=lambda a: int(a.split("-")[1])
         )
         sequence = randoms[:population] + evolution
-        for arm in SEARCH_ARMS:
+        for arm in SELECTIONS:
             chosen = _within(sequence, arms, arms[arm]["fit_time_s"])
             best = max(chosen, key=lambda a: arms[a]["val_score"])
             out[f"test:evolution@{arm}"] = test[best]
             out[f"n_evolution@{arm}"] = len(chosen)
-    out["ops:darts-pt"] = arms["darts-pt"]["ops"]
-    out["ops:fixed-alpha-pt"] = arms["fixed-alpha-pt"]["ops"]
+    for arm in SELECTIONS:
+        out[f"ops:{arm}"] = arms[arm]["ops"]
     out["metric"], out["higher_is_better"] = metric, higher
     return out
 
@@ -267,6 +274,7 @@ COLUMNS = [
     ("darts argmax", "test:darts-argmax"),
     ("random search = darts-pt time", "test:random-search@darts-pt"),
     ("random search = fixed-α time", "test:random-search@fixed-alpha-pt"),
+    ("random search = argmax time", "test:random-search@darts-argmax"),
     ("median random", "test:random-median"),
     ("FT-T point", "test:ft-point"),
     ("ResNet point", "test:resnet-point"),
@@ -274,6 +282,7 @@ COLUMNS = [
 EVOLUTION_COLUMNS = [
     ("evolution = darts-pt time", "test:evolution@darts-pt"),
     ("evolution = fixed-α time", "test:evolution@fixed-alpha-pt"),
+    ("evolution = argmax time", "test:evolution@darts-argmax"),
 ]
 
 
@@ -314,7 +323,7 @@ def report(results: Path, default: str = "darts-pt") -> str:
             + " | ".join(cells)
             + " |"
         )
-        for arm in SEARCH_ARMS:
+        for arm in SELECTIONS:
             sign = 1 if higher else -1
             own = mean[f"test:{arm}"]
             for name, key in (
@@ -325,7 +334,7 @@ def report(results: Path, default: str = "darts-pt") -> str:
                 ("resnet", "test:resnet-point"),
                 ("evolution", f"test:evolution@{arm}"),
             ):
-                if name not in tally:
+                if name not in tally or key == f"test:{arm}":
                     continue
                 tally[name].setdefault(arm, [0, 0, 0])
                 diff = sign * (own - mean[key])
@@ -361,15 +370,31 @@ def report(results: Path, default: str = "darts-pt") -> str:
     out += [
         "", "Datasets won on validation: " + ", ".join(f"{a} {n}" for a, n in val_wins.items()), ""
     ]
+    out += ["## The selection, decided on validation: PT against DARTS's argmax", "",
+            "The same darts search; mean validation score of each retrained choice.", "",
+            "| dataset | darts-pt | darts-argmax | better on val |", "|---|---|---|---|"]
+    selection_wins = {"darts-pt": 0, "darts-argmax": 0, "tie": 0}
+    for dataset, jobs in sorted(by_dataset.items()):
+        pt, am = (
+            float(np.mean([j[f"val:{a}"] for j in jobs])) for a in ("darts-pt", "darts-argmax")
+        )
+        better = "tie" if pt == am else "darts-pt" if pt > am else "darts-argmax"
+        selection_wins[better] += 1
+        out.append(f"| {dataset} | {pt:.4f} | {am:.4f} | {better} |")
+    out += ["", "Datasets won on validation: "
+            + ", ".join(f"{a} {n}" for a, n in selection_wins.items()), ""]
     out += ["## Wins / ties / losses of each search arm (by mean test score per dataset)", "",
             "| search arm | vs median random | vs random search at equal time | vs darts argmax"
             " | vs FT-T point | vs ResNet point |"
             + (" vs evolution at equal time |" if evolution else ""),
             "|---" * (1 + len(tally)) + "|"]
-    for arm in SEARCH_ARMS:
+    for arm in SELECTIONS:
         out.append(
             f"| {arm} | "
-            + " | ".join("{}/{}/{}".format(*tally[name][arm]) for name in tally)
+            + " | ".join(
+                "{}/{}/{}".format(*tally[name][arm]) if arm in tally[name] else "–"
+                for name in tally
+            )
             + " |"
         )
     if evolution:
@@ -389,7 +414,7 @@ def report(results: Path, default: str = "darts-pt") -> str:
     op_counts: dict[str, dict[str, int]] = {}
     for jobs in by_dataset.values():
         for j in jobs:
-            for arm in SEARCH_ARMS:
+            for arm in SELECTIONS:
                 for op in j[f"ops:{arm}"]:
                     op_counts.setdefault(arm, {}).setdefault(op, 0)
                     op_counts[arm][op] += 1

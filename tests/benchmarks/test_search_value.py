@@ -71,6 +71,37 @@ def test_random_search_at_equal_time_takes_the_best_on_val_within_the_budget():
     )
     assert summary["test:random-median"] == pytest.approx(0.625)
     assert summary["gap:darts-pt"] == pytest.approx(0.3)
+    # argmax, selection of the darts-pt search: random search in its own 5 s, its gap
+    # against the darts-pt supernet
+    assert summary["test:random-search@darts-argmax"] == 0.61
+    assert summary["n_random@darts-argmax"] == 1
+    assert summary["gap:darts-argmax"] == pytest.approx(0.1)
+
+
+def test_the_report_decides_the_selection_on_validation(tmp_path):
+    def arm(time, val, test, **extra):
+        return {
+            "fit_time_s": time, "val_score": val, "test": {"accuracy": test}, "ops": ["ffn"],
+            **extra,
+        }
+
+    search = {"supernet_val": 0.5, "search_steps": 10, "alpha_shift": 0.0}
+    arms = {
+        "darts-pt": arm(10.0, 0.8, 0.80, **search),
+        "fixed-alpha-pt": arm(4.0, 0.7, 0.70, **search),
+        "darts-argmax": arm(5.0, 0.9, 0.60),  # better on val, worse on test
+        "ft-point": arm(1.0, 0.6, 0.60),
+        "resnet-point": arm(1.0, 0.6, 0.60),
+        **{f"random-{i}": arm(3.0, 0.6, 0.65) for i in range(3)},
+    }
+    results = tmp_path / "results.jsonl"
+    results.write_text(json.dumps(
+        {"status": "ok", "dataset": "toy", "task": "binclass", "arms": arms}
+    ) + "\n")
+    text = report(results)
+    assert "| toy | 0.8000 | 0.9000 | darts-argmax |" in text
+    assert "darts-pt 0, darts-argmax 1, tie 0" in text
+    assert "| darts-argmax | 0/0/1 | 0/0/1 | – |" in text  # its test loses to random arms
 
 
 def test_evolution_starts_from_the_random_arms_and_fills_the_budget(monkeypatch):
