@@ -4,12 +4,17 @@
 
 For runs whose models are tabnas variants on the same splits (a config such as
 ``retrieval``: the default with and without one ingredient). Per dataset and variant:
-the mean over seeds of the validation score of the fitted ensemble
-(``model_info.ensemble_val.score``: accuracy, or -RMSE in standardised units), the test
-primary metric (mean ± std) and the fit time; per variant against the base: datasets
-better / equal / worse on validation (the decision), wins / ties / losses on test (a tie
-within the larger std over seeds, as in the harness's report) and the median fit-time
-ratio over the jobs both ran; and the mean ensemble weight of each backbone.
+the mean over seeds of the validation score, the test primary metric (mean ± std) and
+the fit time; per variant against the base: datasets better / equal / worse on
+validation (the decision), wins / ties / losses on test (a tie within the larger std
+over seeds, as in the harness's report) and the median fit-time ratio over the jobs
+both ran; and the mean ensemble weight of each backbone.
+
+The validation score is, where the run recorded it (``own_validation = true``), the
+score on the harness's validation rows, which the fit never saw (``model_info.heldout``:
+accuracy and log loss, or RMSE); otherwise the fitted ensemble's score on the
+validation rows it was weighted on (``model_info.ensemble_val``), which favours variants
+with more candidates. ``val_loss`` is log loss or RMSE (lower is better).
 """
 
 from __future__ import annotations
@@ -43,11 +48,26 @@ def job_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
             weights[key] = weights.get(key, 0.0) + float(member["weight"])
         records.append({
             "dataset": row["dataset"], "model": row["model"], "seed": row["seed"],
-            "metric": metric, "test": row[metric],
-            "val": (info.get("ensemble_val") or {}).get("score", np.nan),
+            "metric": metric, "test": row[metric], **_validation(info, metric),
             "fit_time_s": row["fit_time_s"], **weights,
         })
     return pd.DataFrame(records)
+
+
+def _validation(info: dict[str, Any], metric: str) -> dict[str, Any]:
+    """``val`` (higher is better), ``val_loss`` (lower is better) and where they come from."""
+    heldout = info.get("heldout")
+    if heldout:
+        if metric == "rmse":
+            return {"val": -heldout["rmse"], "val_loss": heldout["rmse"], "val_source": "heldout"}
+        return {
+            "val": heldout["accuracy"], "val_loss": heldout["log_loss"], "val_source": "heldout"
+        }
+    ensemble = info.get("ensemble_val") or {}
+    return {
+        "val": ensemble.get("score", np.nan), "val_loss": ensemble.get("loss", np.nan),
+        "val_source": "ensemble",
+    }
 
 
 def compare(jobs: pd.DataFrame, base: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -57,6 +77,7 @@ def compare(jobs: pd.DataFrame, base: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         jobs.groupby(["dataset", "model"])
         .agg(
             metric=("metric", "first"), seeds=("seed", "count"), val=("val", "mean"),
+            val_loss=("val_loss", "mean"), val_source=("val_source", "first"),
             test=("test", "mean"), test_std=("test", seed_std),
             fit_time_s=("fit_time_s", "mean"),
             **{c: (c, "mean") for c in weight_columns},
@@ -65,12 +86,13 @@ def compare(jobs: pd.DataFrame, base: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     )
     verdicts = []
     for variant in sorted(set(jobs["model"]) - {base}):
-        val_wtl, test_wtl = [0, 0, 0], [0, 0, 0]
+        val_wtl, loss_wtl, test_wtl = [0, 0, 0], [0, 0, 0], [0, 0, 0]
         for _, pair in per_dataset[per_dataset["model"].isin([base, variant])].groupby("dataset"):
             if len(pair) != 2:
                 continue
             b, v = (pair[pair["model"] == name].iloc[0] for name in (base, variant))
             val_wtl[_outcome(v["val"] - b["val"], 0.0)] += 1
+            loss_wtl[_outcome(b["val_loss"] - v["val_loss"], 0.0)] += 1
             sign = 1 if HIGHER_IS_BETTER[b["metric"]] else -1
             spread = max(b["test_std"], v["test_std"])
             test_wtl[_outcome(sign * (v["test"] - b["test"]), spread)] += 1
@@ -82,6 +104,7 @@ def compare(jobs: pd.DataFrame, base: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         )
         verdicts.append({
             "variant": variant, "val (better/equal/worse)": "/".join(map(str, val_wtl)),
+            "val loss (better/equal/worse)": "/".join(map(str, loss_wtl)),
             "test (W/T/L)": "/".join(map(str, test_wtl)), "median fit-time ratio": ratio,
             "jobs compared": len(paired),
         })

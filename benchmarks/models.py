@@ -317,19 +317,36 @@ class TabNASModel(Adapter):
         the seed, the categorical columns (the frame's dtypes) and the verbosity."""
         from tabnas import TabNASClassifier
 
-        return frozenset(TabNASClassifier().get_params()) - {
-            "random_state", "verbose", "categorical_features"
-        }
+        return (
+            frozenset(TabNASClassifier().get_params())
+            - {"random_state", "verbose", "categorical_features"}
+        ) | {"own_validation"}
 
     def fit(self, X_train, y_train, X_val, y_val):
+        """With ``own_validation = true`` the estimator gets the training rows only (it
+        holds out its own validation rows, as a user's ``fit(X, y)`` does) and the
+        harness's validation rows, which no part of the fit saw, are scored as
+        ``model_info.heldout``: an unbiased score to decide variants on, where the
+        ensemble's own validation score is fitted to its validation rows."""
+        from benchmarks.protocol import scores
         from tabnas import TabNASClassifier, TabNASRegressor
 
         cls = TabNASClassifier if self.is_classification else TabNASRegressor
         options = dict(self.options)
+        own_validation = bool(options.pop("own_validation", False))
         if isinstance(options.get("space"), dict):  # a config changes fields of the preset's
             options["space"] = self._space(cls(**options | {"space": None}), options["space"])
         self.model_ = cls(random_state=self.seed, **options)
-        self.model_.fit(X_train, y_train, X_val=X_val, y_val=y_val)
+        self.heldout_ = None
+        if own_validation:
+            self.model_.fit(X_train, y_train)
+            self.heldout_ = (
+                scores(self.task, y_val, proba=self.predict_proba(X_val))
+                if self.is_classification
+                else scores(self.task, y_val, pred=self.predict(X_val))
+            )
+        else:
+            self.model_.fit(X_train, y_train, X_val=X_val, y_val=y_val)
         return self
 
     @staticmethod
@@ -373,6 +390,7 @@ class TabNASModel(Adapter):
             ],
             "best_epoch": int(est.best_epoch_),
             "ensemble_val": est.fit_info_["ensemble_val"],
+            "heldout": self.heldout_,
             "timings": {k: round(float(v), 3) for k, v in est.timings_.items()},
             "options": {
                 "preset": est.preset,

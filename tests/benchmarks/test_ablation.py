@@ -15,7 +15,7 @@ def row(dataset, model, seed, *, val, test, time, weights=(("cells", 1.0),)):
         "dataset": dataset, "model": model, "seed": seed, "task": task, "status": "ok",
         metric: test, "fit_time_s": time,
         "model_info": {
-            "ensemble_val": {"score": val},
+            "ensemble_val": {"score": val, "loss": -val},
             "ensemble": [{"backbone": b, "weight": w} for b, w in weights],
         },
     }
@@ -43,6 +43,7 @@ def test_variants_are_decided_on_validation_with_test_and_time_beside(tmp_path):
     (verdict,) = verdicts.to_dict("records")
     assert verdict["variant"] == "tabnas-x"
     assert verdict["val (better/equal/worse)"] == "1/0/1"
+    assert verdict["val loss (better/equal/worse)"] == "1/0/1"
     assert verdict["test (W/T/L)"] == "1/1/0"
     assert verdict["median fit-time ratio"] == pytest.approx(2.75)  # 1.5, 1.5, 4, 4
     text = path.read_text()
@@ -56,3 +57,14 @@ def test_a_missing_base_is_a_clear_error(tmp_path):
     (tmp_path / "results.jsonl").write_text(json.dumps(ROWS[2]) + "\n")
     with pytest.raises(ValueError, match="base variant 'tabnas'"):
         ablation.write_report(tmp_path)
+
+
+def test_scores_on_unseen_validation_rows_are_preferred_to_the_ensembles_own():
+    fitted_on_val = {"score": 0.99, "loss": 0.01}
+    info = {"ensemble_val": fitted_on_val, "heldout": {"accuracy": 0.7, "log_loss": 0.6}}
+    assert ablation._validation(info, "accuracy") == {
+        "val": 0.7, "val_loss": 0.6, "val_source": "heldout"
+    }
+    info = {"ensemble_val": fitted_on_val, "heldout": {"rmse": 2.0, "r2": 0.5}}
+    assert ablation._validation(info, "rmse")["val"] == -2.0
+    assert ablation._validation({"ensemble_val": fitted_on_val}, "rmse")["val_source"] == "ensemble"

@@ -83,6 +83,20 @@ def test_tabnas_variant_records_its_architecture():
     assert 0.0 <= info["ensemble_val"]["accuracy"] <= 1.0  # what a variant is chosen on
 
 
+def test_own_validation_fits_on_the_training_rows_and_scores_the_unseen_validation_rows():
+    X, y, X_val, y_val, _ = tiny_data("binclass")
+    options = {**FAST["tabnas-fast"], "own_validation": True}
+    model = make_model("tabnas-own", options, task="binclass", n_classes=2, seed=0)
+    model.fit(X, y, X_val, y_val)
+    est = model.model_
+    assert est.fit_info_["n_train"] + est.fit_info_["n_val"] == len(X)  # its own split
+    heldout = model.info()["heldout"]
+    assert heldout["accuracy"] == np.mean(model.predict(X_val) == y_val)
+    assert heldout["log_loss"] > 0
+    plain = make_model("tabnas-fast", FAST["tabnas-fast"], task="binclass", n_classes=2, seed=0)
+    assert plain.fit(X, y, X_val, y_val).info()["heldout"] is None
+
+
 def test_a_tabnas_variant_changes_fields_of_its_presets_space():
     X, y, X_val, y_val, _ = tiny_data("regression")
     options = {**FAST["tabnas-fast"], "space": {"backbones": ["tabm", "retrieval"]}}
@@ -129,9 +143,9 @@ def test_every_model_registers_what_the_harness_needs():
     # tabnas takes exactly its estimator's parameters, less what the harness sets
     from tabnas import TabNASRegressor
 
-    assert adapter_class("tabnas").options() == set(TabNASRegressor().get_params()) - {
-        "random_state", "verbose", "categorical_features"
-    }
+    assert adapter_class("tabnas").options() == (
+        set(TabNASRegressor().get_params()) - {"random_state", "verbose", "categorical_features"}
+    ) | {"own_validation"}  # and the harness's own switch
     check_model_options("tabnas-small", {"ensemble_size": 3, "preset": "fast"})
     with pytest.raises(ValueError, match="valid options: .*'d_block'"):
         check_model_options("tabm", {"width": 3})
