@@ -132,7 +132,11 @@ def render(per_dataset: pd.DataFrame, verdicts: pd.DataFrame, *, base: str, titl
 
     out = [f"# {title}", "", f"Base: `{base}`. Validation decides; test is reported.", ""]
     out += ["## Each variant against the base", ""] + table(verdicts) + [""]
-    out += ["## Per dataset (means over seeds; val: accuracy or -RMSE standardised)", ""]
+    out += [
+        "## Per dataset (means over seeds)", "",
+        "val: accuracy, or -RMSE (in the target's units where `val_source` is `heldout`,"
+        " standardised where it is `ensemble`); val_loss: log loss or RMSE.", "",
+    ]
     out += table(per_dataset) + [""]
     return "\n".join(out)
 
