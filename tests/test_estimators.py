@@ -70,11 +70,13 @@ def test_fitted_attributes_describe_the_run(fitted_mixed):
 
 def test_the_final_model_is_the_validation_ensemble_of_the_candidates(fitted_mixed, mixed_frame):
     clf = fitted_mixed
-    # fast: the searched cells and the TabM point, both with piecewise-linear embeddings
+    # fast: the searched cells, the TabM point and the retrieval point, all with
+    # piecewise-linear embeddings
     members = [Architecture.from_dict(m["architecture"]) for m in clf.ensemble_]
     assert members[0] == clf.selected_architecture_  # what PT selected is the first candidate
     assert [(a.backbone, a.num_embedding) for a in members] == [
-        ("cells", "piecewise_linear"), ("tabm", "piecewise_linear")
+        ("cells", "piecewise_linear"), ("tabm", "piecewise_linear"),
+        ("retrieval", "piecewise_linear"),
     ]
     assert all(clf.search_space_.contains(a) for a in members)
     weights = [m["weight"] for m in clf.ensemble_]
@@ -83,14 +85,14 @@ def test_the_final_model_is_the_validation_ensemble_of_the_candidates(fitted_mix
     assert any(all(w * r == pytest.approx(round(w * r)) for w in weights) for r in range(1, 11))
     lead = max(range(len(members)), key=lambda i: weights[i])
     assert clf.architecture_ == members[lead]
-    assert {r["candidate"] for r in clf.history_.phase("retrain")} == {0, 1}
+    assert {r["candidate"] for r in clf.history_.phase("retrain")} == {0, 1, 2}
     assert f"{weights[lead]:.2f} x" in repr(clf.model_)
     # the kept round is never worse on validation than the best candidate alone
     best_alone = min(m["best_val"]["loss"] for m in clf.ensemble_)
     assert clf.fit_info_["ensemble_val"]["loss"] <= best_alone + 1e-6
     X, _ = mixed_frame
     single = clone(clf).set_params(ensemble_size=1).fit(*mixed_frame)
-    assert sorted(m["weight"] for m in single.ensemble_) == [0.0, 1.0]
+    assert sorted(m["weight"] for m in single.ensemble_) == [0.0, 0.0, 1.0]
     chosen = max(single.ensemble_, key=lambda m: m["weight"])  # the lowest validation loss
     assert chosen["best_val"]["loss"] == min(m["best_val"]["loss"] for m in single.ensemble_)
     assert single.predict_proba(X).shape == (len(X), 2)

@@ -114,11 +114,13 @@ class FusedMultiheadAttention(MultiheadAttention):
         batch_size, n_q_tokens, d = x_q.shape
         k, v = self.W_k(x_kv), self.W_v(x_kv)
         if self.key_compression is not None:  # (batch, n_tokens, d) -> (batch, m, d)
-            k = self.key_compression(k.transpose(1, 2)).transpose(1, 2)
+            # rtdl's Linear over the tokens, as one matmul whose result is contiguous:
+            # the fused kernels need a unit stride in the last dimension
             compress_v = (
                 self.key_compression if self.value_compression is None else self.value_compression
             )
-            v = compress_v(v.transpose(1, 2)).transpose(1, 2)
+            k = torch.matmul(self.key_compression.weight, k)
+            v = torch.matmul(compress_v.weight, v)
         q, k, v = (
             t.reshape(batch_size, -1, self._n_heads, d // self._n_heads).transpose(1, 2)
             for t in (self.W_q(x_q), k, v)

@@ -104,6 +104,11 @@ def test_attention_over_many_tokens_is_rtdls_linformer_attention():
     x = torch.randn(3, 20, 16)
     wide.eval()
     torch.testing.assert_close(wide(x, x), reference(x, x), rtol=1e-5, atol=1e-6)
+    # the compressed keys and values stay fit for the fused kernel (unit last stride)
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+        wide(x, x).sum().backward()
 
 
 def test_architectures_saved_before_compression_load_without_it():
