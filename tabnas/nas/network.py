@@ -319,6 +319,9 @@ class RetrievalNetwork(nn.Module):
     """
 
     reads_training_rows = True
+    train_x_num: Tensor  # buffers: the training rows
+    train_x_cat: Tensor
+    train_y: Tensor
     EVAL_CHUNK_ROWS = 1024
     """Query rows compared with the training rows at once in evaluation (memory bound)."""
 
@@ -371,14 +374,28 @@ class RetrievalNetwork(nn.Module):
         self.register_buffer("train_x_num", rows.x_num.detach().clone())
         self.register_buffer("train_x_cat", rows.x_cat.detach().clone())
         self.register_buffer("train_y", rows.y.detach().clone())
+        # no parameter's shape depends on d_out, so the state records it
+        self.register_buffer("n_outputs", torch.tensor(d_out))
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+        error_msgs,
+    ):
+        saved_outputs = state_dict.get(prefix + "n_outputs")
+        if saved_outputs is not None and int(saved_outputs) != self.d_out:
+            error_msgs.append(
+                f"{prefix or 'the network'} was saved with {int(saved_outputs)} outputs,"
+                f" this one has {self.d_out}"
+            )
+            return
         # a saved network's training rows give its buffers their size
         for name in ("train_x_num", "train_x_cat", "train_y"):
             saved = state_dict.get(prefix + name)
             if saved is not None:
                 setattr(self, name, torch.empty_like(saved, device=getattr(self, name).device))
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
 
     def embed(self, x_num: Tensor, x_cat: Tensor) -> Tensor:
         """``(n, n_num), (n, n_cat) -> (n, dim)``: the space distances are measured in."""

@@ -101,6 +101,9 @@ def test_the_training_rows_travel_in_the_state_dict_into_an_empty_network():
     torch.testing.assert_close(
         shell.eval()(train.x_num, train.x_cat), net(train.x_num, train.x_cat)
     )
+    three_classes = build_network(net.architecture, DataShapes(3, (4,), 3))
+    with pytest.raises(RuntimeError, match="saved with 2 outputs, this one has 3"):
+        three_classes.load_state_dict(net.state_dict())
 
 
 def test_retrieval_architectures_round_trip_and_refuse_bad_settings():
