@@ -15,6 +15,16 @@ TINY = {"preset": "fast", "n_random": 2, "max_search_steps": 6, "max_epochs": 2}
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
+SEARCH = {"supernet_val": 0.5, "search_steps": 10, "alpha_shift": 0.0}
+"""What a search arm records beside an arm's own figures."""
+
+
+def arm(time, val, test, **extra):
+    """One arm's row as a job records it (a binary task's accuracy)."""
+    return {
+        "fit_time_s": time, "val_score": val, "test": {"accuracy": test}, "ops": ["ffn"], **extra
+    }
+
 
 @pytest.mark.parametrize("dataset", ["tiny_clf", "tiny_reg"])
 def test_one_job_scores_every_arm_on_the_same_test_split(tiny_index, tmp_path, dataset):
@@ -46,15 +56,9 @@ def test_one_job_scores_every_arm_on_the_same_test_split(tiny_index, tmp_path, d
 
 
 def test_random_search_at_equal_time_takes_the_best_on_val_within_the_budget():
-    def arm(time, val, test, **extra):
-        return {
-            "fit_time_s": time, "val_score": val, "test": {"accuracy": test}, "ops": [], **extra
-        }
-
-    search = {"supernet_val": 0.5, "search_steps": 10, "alpha_shift": 0.0}
     arms = {
-        "darts-pt": arm(10.0, 0.8, 0.80, **search),
-        "fixed-alpha-pt": arm(4.0, 0.7, 0.70, **search),
+        "darts-pt": arm(10.0, 0.8, 0.80, **SEARCH),
+        "fixed-alpha-pt": arm(4.0, 0.7, 0.70, **SEARCH),
         "darts-argmax": arm(5.0, 0.6, 0.60),
         "ft-point": arm(1.0, 0.6, 0.60),
         "resnet-point": arm(1.0, 0.6, 0.60),
@@ -79,16 +83,9 @@ def test_random_search_at_equal_time_takes_the_best_on_val_within_the_budget():
 
 
 def test_the_report_decides_the_selection_on_validation(tmp_path):
-    def arm(time, val, test, **extra):
-        return {
-            "fit_time_s": time, "val_score": val, "test": {"accuracy": test}, "ops": ["ffn"],
-            **extra,
-        }
-
-    search = {"supernet_val": 0.5, "search_steps": 10, "alpha_shift": 0.0}
     arms = {
-        "darts-pt": arm(10.0, 0.8, 0.80, **search),
-        "fixed-alpha-pt": arm(4.0, 0.7, 0.70, **search),
+        "darts-pt": arm(10.0, 0.8, 0.80, **SEARCH),
+        "fixed-alpha-pt": arm(4.0, 0.7, 0.70, **SEARCH),
         "darts-argmax": arm(5.0, 0.9, 0.60),  # better on val, worse on test
         "ft-point": arm(1.0, 0.6, 0.60),
         "resnet-point": arm(1.0, 0.6, 0.60),
@@ -144,15 +141,9 @@ def test_evolution_starts_from_the_random_arms_and_fills_the_budget(monkeypatch)
 
 
 def test_evolution_at_equal_time_continues_the_random_arms_it_started_from(tmp_path):
-    def arm(time, val, test, **extra):
-        return {
-            "fit_time_s": time, "val_score": val, "test": {"accuracy": test}, "ops": [], **extra
-        }
-
-    search = {"supernet_val": 0.5, "search_steps": 10, "alpha_shift": 0.0}
     arms = {
-        "darts-pt": arm(10.0, 0.8, 0.80, **search),
-        "fixed-alpha-pt": arm(4.0, 0.7, 0.70, **search),
+        "darts-pt": arm(10.0, 0.8, 0.80, **SEARCH),
+        "fixed-alpha-pt": arm(4.0, 0.7, 0.70, **SEARCH),
         "darts-argmax": arm(5.0, 0.6, 0.60),
         "ft-point": arm(1.0, 0.6, 0.60),
         "resnet-point": arm(1.0, 0.6, 0.60),
