@@ -103,3 +103,14 @@ def test_variants_and_openml_entries(tmp_path, tiny_index):
         select(cfg, models=["tabnas-x"])
     with pytest.raises(ValueError, match=r"unknown dataset\(s\) \['nope'\]"):
         select(cfg, datasets=["nope"])
+
+
+def test_the_retrieval_config_differs_from_its_base_by_the_candidate_only():
+    cfg = load_config("retrieval", check_local=False)  # names only: no data needed
+    models = {m.name: m for m in cfg.models}
+    base, variant = models["tabnas"], models["tabnas-retrieval"]
+    assert base.options == {"preset": "fast", "own_validation": True}
+    assert variant.options == base.options | {
+        "space": {"backbones": ["cells", "tabm", "retrieval"]}
+    }
+    assert len(cfg.datasets) >= 6 and len(cfg.seeds) == 3
