@@ -246,6 +246,7 @@ def train_epoch(
     in ``data`` as ``rows=``.
     """
     model.train()
+    reads_rows = getattr(model, "reads_training_rows", False)  # retrieval: batch positions
     total, count = torch.zeros((), device=data.y.device), 0  # summed on the device: no sync
     for index in batch_indices(len(data), batch_size, generator=generator, device=data.y.device):
         batch = data[index]
@@ -255,7 +256,7 @@ def train_epoch(
             before_step(batch)
         optimizer.zero_grad(set_to_none=True)
         kwargs = forward_kwargs() if forward_kwargs else {}
-        if getattr(model, "reads_training_rows", False):  # retrieval: the batch's positions
+        if reads_rows:
             kwargs["rows"] = index
         with config.autocast():
             output = model(batch.x_num, batch.x_cat, **kwargs)
