@@ -503,3 +503,21 @@ def test_retraining_batches_grow_on_cuda_only_where_an_epoch_keeps_its_steps():
     )
     given = TabNASRegressor(batch_size=256)._plan(n_train=13_209, cuda=True)
     assert (given.retrain_batch_size, given.retrain_lr_scale) == (256, 1.0)  # the user's choice
+
+
+def test_recipe_options_reach_the_fit(cancer):
+    X, y = cancer
+    model = TabNASClassifier(**FAST, numeric_scaling="robust", label_smoothing=0.1)
+    model.fit(X[:120], y[:120])
+    assert model.preprocessor_.scaling == "robust" and model.preprocessor_.quantile_ is None
+    assert np.abs(model.preprocessor_.transform(pd.DataFrame(X))[0]).max() < 3
+    assert model._task().label_smoothing == 0.1
+    assert model.predict_proba(X[:5]).shape == (5, 2)
+
+
+def test_label_smoothing_is_refused_by_the_regressor_before_any_work(cancer):
+    X, y = cancer
+    model = TabNASRegressor(label_smoothing=0.1)
+    with pytest.raises(ValueError, match="classification only.*label_smoothing=0"):
+        model.fit(X, y.astype(float))
+    assert not hasattr(model, "preprocessor_")

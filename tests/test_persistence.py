@@ -356,3 +356,14 @@ def test_parameters_without_json_form_are_left_out_with_a_warning(
     assert restored.get_params()["random_state"] is None
     X, _ = mixed_frame
     assert np.array_equal(restored.predict(X), classifier.predict(X))
+
+
+def test_robust_scaling_is_rebuilt_from_its_arrays(regression_data):
+    X, _ = regression_data
+    fitted = TabularPreprocessor(categorical=[], random_state=0, scaling="robust").fit(
+        pd.DataFrame(X)
+    )
+    restored = preprocessor_from_json(json.loads(json.dumps(preprocessor_to_json(fitted))))
+    assert restored.scaling == "robust" and restored.quantile_ is None
+    probe = pd.DataFrame(np.concatenate([X, 10 * np.random.default_rng(1).normal(size=(50, 4))]))
+    assert np.array_equal(restored.transform(probe)[0], fitted.transform(probe)[0])

@@ -139,3 +139,32 @@ def test_messages_use_the_names_given():
     frame = pd.DataFrame({0: [1.0, np.inf], 1: [1.0, 2.0]})
     with pytest.raises(ValueError, match="infinity in column 'income'"):
         TabularPreprocessor(categorical=[], random_state=0, names=["income", "age"]).fit(frame)
+
+
+def test_robust_scaling_is_realmlps_median_iqr_and_smooth_clip():
+    rng = np.random.default_rng(1)
+    X = pd.DataFrame({0: rng.exponential(size=400), 1: np.r_[np.zeros(390), np.arange(10.0)]})
+    pre = TabularPreprocessor(categorical=[], random_state=0, scaling="robust").fit(X)
+    x_num, _ = pre.transform(X)
+    a = X[0].to_numpy()
+    scaled = (a - np.median(a)) / (np.quantile(a, 0.75) - np.quantile(a, 0.25))
+    np.testing.assert_allclose(x_num[:, 0], scaled / np.sqrt(1 + (scaled / 3) ** 2), rtol=1e-5)
+    # quartiles equal (mostly zeros): scaled by half the range instead
+    b = X[1].to_numpy()
+    np.testing.assert_allclose(x_num[:, 1], (b / 4.5) / np.sqrt(1 + (b / 13.5) ** 2), rtol=1e-5)
+    assert pre.quantile_ is None and np.abs(x_num).max() < 3
+
+
+def test_robust_scaling_keeps_extremes_and_constants_finite():
+    X = pd.DataFrame({0: [0.0, 1.0, 2.0, 3.0], 1: [5.0] * 4})
+    pre = TabularPreprocessor(categorical=[], random_state=0, scaling="robust").fit(X)
+    probe = pd.DataFrame({0: [1e308, -1e308, np.nan, 1.5], 1: [5.0, 7.0, 1e308, 5.0]})
+    x_num, _ = pre.transform(probe)
+    np.testing.assert_allclose(x_num[:2, 0], [3.0, -3.0], rtol=1e-6)  # the clip's limits
+    assert np.array_equal(x_num[:, 1], np.zeros(4))  # a constant column stays constant (0)
+    assert np.isfinite(x_num).all()
+
+
+def test_unknown_scaling_is_refused():
+    with pytest.raises(ValueError, match="scaling must be one of"):
+        TabularPreprocessor(categorical=[], random_state=0, scaling="minmax")

@@ -11,7 +11,7 @@ from numbers import Integral, Real
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.base import BaseEstimator, _fit_context
+from sklearn.base import BaseEstimator, _fit_context, is_classifier
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import (
@@ -33,7 +33,7 @@ from tabnas.nas.selection.base import Criterion
 from tabnas.nas.space import Architecture, SearchSpace
 from tabnas.nas.strategies import STRATEGY_REGISTRY, SearchStrategy
 from tabnas.preprocessing import TabularPreprocessor, holdout_split
-from tabnas.preprocessing._tabular import dates_message
+from tabnas.preprocessing._tabular import SCALINGS, dates_message
 from tabnas.training.data import TensorData
 from tabnas.training.loop import Budget, Task, predict
 from tabnas.training.pipeline import FitPlan, search_select_retrain
@@ -43,9 +43,11 @@ logger = logging.getLogger(__name__)
 
 _NUMBER_PARAMS = (
     "time_limit", "validation_fraction", "max_search_steps", "ensemble_size", "bag_folds",
-    "max_epochs", "patience", "batch_size",
+    "max_epochs", "patience", "batch_size", "label_smoothing",
 )
-_NUMBER_EXAMPLES = {"time_limit": 600, "validation_fraction": 0.2, "batch_size": 256}
+_NUMBER_EXAMPLES = {
+    "time_limit": 600, "validation_fraction": 0.2, "batch_size": 256, "label_smoothing": 0.1,
+}
 
 MIN_SAMPLES = 4
 """Rows ``fit`` needs: train (split again in two halves) and validation must be non-empty."""
@@ -69,6 +71,8 @@ class BaseTabNAS(BaseEstimator, ABC):
         "max_epochs": [Interval(Integral, 1, None, closed="left"), None],
         "patience": [Interval(Integral, 1, None, closed="left"), None],
         "batch_size": [Interval(Integral, 2, None, closed="left"), None],
+        "numeric_scaling": [StrOptions(set(SCALINGS))],
+        "label_smoothing": [Interval(Real, 0, 1, closed="left")],
         "device": [str],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -91,6 +95,8 @@ class BaseTabNAS(BaseEstimator, ABC):
         max_epochs: int | None = None,
         patience: int | None = None,
         batch_size: int | None = None,
+        numeric_scaling: str = "quantile",
+        label_smoothing: float = 0.0,
         device: str = "auto",
         random_state=None,
         verbose: int = 0,
@@ -109,6 +115,8 @@ class BaseTabNAS(BaseEstimator, ABC):
         self.max_epochs = max_epochs
         self.patience = patience
         self.batch_size = batch_size
+        self.numeric_scaling = numeric_scaling
+        self.label_smoothing = label_smoothing
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -160,8 +168,14 @@ class BaseTabNAS(BaseEstimator, ABC):
             if isinstance(getattr(self, name), (bool, np.bool_)):
                 raise ValueError(
                     f"{name}={getattr(self, name)!r} is a bool, where a number is meant;"
-                    f" pass a number (e.g. {name}={_NUMBER_EXAMPLES.get(name, 10)}) or None"
+                    f" pass a number (e.g. {name}={_NUMBER_EXAMPLES.get(name, 10)})"
+                    + (" or None" if None in self._parameter_constraints[name] else "")
                 )
+        if self.label_smoothing and not is_classifier(self):
+            raise ValueError(
+                f"label_smoothing={self.label_smoothing!r} applies to classification only;"
+                f" {type(self).__name__} takes label_smoothing=0"
+            )
         # Validation and training write to a copy that shares the parameters (a
         # RandomState among them); its fitted attributes replace ours only once all went
         # well, so a failed or interrupted fit leaves the estimator exactly as it was.
@@ -210,7 +224,7 @@ class BaseTabNAS(BaseEstimator, ABC):
 
         preprocessor = TabularPreprocessor(
             categorical=self._categorical_columns_, random_state=noise_seed,
-            names=getattr(self, "feature_names_in_", None),
+            names=getattr(self, "feature_names_in_", None), scaling=self.numeric_scaling,
         )
         preprocessor.fit(frame)
         weight_rows, arch_rows = holdout_split(

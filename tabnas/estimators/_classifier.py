@@ -73,6 +73,13 @@ class TabNASClassifier(ClassifierMixin, BaseTabNAS):
         The search and the selection are not bagged.
     max_epochs, patience, batch_size : int, default=None
         Override the preset's retraining epochs, early-stopping patience and batch size.
+    numeric_scaling : {"quantile", "robust"}, default="quantile"
+        How numeric columns are scaled: Gorishniy et al.'s quantile transform to a normal
+        distribution, or RealMLP's robust scaling (median, interquartile range) with smooth
+        clipping to (-3, 3).
+    label_smoothing : float, default=0.0
+        Share of each training label spread evenly over all classes when the candidates are
+        retrained (RealMLP uses 0.1); scores and selection use the plain log loss.
     device : str, default="auto"
         ``"auto"`` uses CUDA when present and the CPU otherwise; or ``"cpu"``, ``"cuda"``.
     random_state : int, RandomState instance or None, default=None
@@ -141,7 +148,9 @@ class TabNASClassifier(ClassifierMixin, BaseTabNAS):
         return np.searchsorted(self.classes_, y).astype(np.int64)
 
     def _task(self) -> Task:
-        return Task(kind="classification", d_out=len(self.classes_))
+        return Task(
+            kind="classification", d_out=len(self.classes_), label_smoothing=self.label_smoothing
+        )
 
     def _stratify(self, y_encoded: np.ndarray) -> np.ndarray:
         return y_encoded

@@ -20,7 +20,8 @@ class TabNASRegressor(RegressorMixin, BaseTabNAS):
     The target is standardised with the training mean and standard deviation for
     training; predictions come back in the original units. See
     :class:`~tabnas.TabNASClassifier` for the parameters and the fitted attributes
-    (all but ``classes_``); here ``target_mean_`` and ``target_std_`` are added.
+    (all but ``classes_``; ``label_smoothing`` must stay 0 here); ``target_mean_`` and
+    ``target_std_`` are added.
 
     Examples
     --------

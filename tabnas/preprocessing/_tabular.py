@@ -2,7 +2,10 @@
 
 Numeric columns: NaN -> the training mean plus a 0/1 missing indicator (for columns that
 had missing values in training); then ``QuantileTransformer(output_distribution="normal")``
-fitted on a copy of the training rows with small seeded Gaussian noise.
+fitted on a copy of the training rows with small seeded Gaussian noise (``scaling=
+"quantile"``, the default), or RealMLP's robust scaling with smooth clipping
+(``scaling="robust"``, Holzmüller et al. 2024): centred on the median, divided by the
+interquartile range, then ``x / sqrt(1 + (x / 3)**2)``.
 Categorical columns: ordinal codes ``1..k`` of the training categories; ``0`` is the slot
 for missing values and for categories never seen in training.
 """
@@ -19,6 +22,10 @@ import pandas as pd
 from sklearn.preprocessing import QuantileTransformer
 
 NOISE = 1e-3
+SCALINGS = ("quantile", "robust")
+"""The numeric transforms of :class:`TabularPreprocessor` (``scaling=``)."""
+SMOOTH_CLIP = 3.0
+"""RealMLP's smooth clip: robust-scaled values stay inside ``(-3, 3)``."""
 
 
 def n_quantiles_for(n_train: int) -> int:
@@ -94,6 +101,26 @@ def _category_values(values: pd.Series) -> list:
         return sorted(observed, key=lambda v: (type(v).__name__, str(v)))
 
 
+def robust_scale(numeric: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """RealMLP's robust scaling, fitted: each column's median and the factor that divides
+    it by its interquartile range; by half its range where the quartiles coincide; 0 for a
+    constant column (pytabkit's ``RobustScaleSmoothClipTransform``)."""
+    median = np.median(numeric, axis=0)
+    spread = np.quantile(numeric, 0.75, axis=0) - np.quantile(numeric, 0.25, axis=0)
+    flat = spread == 0.0
+    spread[flat] = 0.5 * (numeric.max(axis=0) - numeric.min(axis=0))[flat]
+    with np.errstate(divide="ignore", over="ignore"):
+        factor = np.where(spread > 0.0, 1.0 / np.where(spread > 0.0, spread, 1.0), 0.0)
+    return median, factor
+
+
+def smooth_clip(x: np.ndarray) -> np.ndarray:
+    """``x / sqrt(1 + (x / 3)**2)``: about ``x`` near 0, never beyond ±3 (computed without
+    overflow for values near the float64 limit)."""
+    t = np.clip(x / SMOOTH_CLIP, -1e300, 1e300)  # an overflow to inf would give nan below
+    return SMOOTH_CLIP * t / np.hypot(1.0, t)
+
+
 class TabularPreprocessor:
     """Fitted on the training rows; turns any rows into ``(x_num, x_cat)`` arrays.
 
@@ -101,14 +128,24 @@ class TabularPreprocessor:
         categorical: positions of the categorical columns.
         random_state: seeds the quantile noise.
         names: the columns' names, for messages (``'income'`` rather than ``column 1``).
+        scaling: ``"quantile"`` (Gorishniy et al.) or ``"robust"`` (RealMLP's robust
+            scaling and smooth clipping).
     """
 
     def __init__(
-        self, *, categorical: Sequence[int], random_state: int, names: Sequence[str] | None = None
+        self,
+        *,
+        categorical: Sequence[int],
+        random_state: int,
+        names: Sequence[str] | None = None,
+        scaling: str = "quantile",
     ):
+        if scaling not in SCALINGS:
+            raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
         self.categorical = list(categorical)
         self.random_state = random_state
         self.names = None if names is None else [str(n) for n in names]
+        self.scaling = scaling
 
     def fit(self, frame: pd.DataFrame) -> TabularPreprocessor:
         """``frame`` has positional columns; its rows are the training rows."""
@@ -126,8 +163,11 @@ class TabularPreprocessor:
             self.means_ = np.nan_to_num(means, nan=0.0)
             numeric = np.where(missing, self.means_, numeric)
             stds = np.std(numeric, axis=0, keepdims=True)
-        self.quantile_ = None
-        if numeric.shape[1]:
+        self.quantile_: QuantileTransformer | None = None
+        self.robust_: np.ndarray | None = None
+        if numeric.shape[1] and self.scaling == "robust":
+            self.robust_ = np.stack(robust_scale(numeric))  # rows: median, factor
+        elif numeric.shape[1]:
             noise_std = NOISE / np.maximum(stds, NOISE)
             rng = np.random.default_rng(self.random_state)
             noisy = numeric + noise_std * rng.standard_normal(numeric.shape)
@@ -160,6 +200,11 @@ class TabularPreprocessor:
         numeric = np.where(missing, self.means_, numeric)
         if self.quantile_ is not None:
             numeric = self.quantile_.transform(numeric)
+        robust = getattr(self, "robust_", None)  # absent in tabnas 0.1's pickles
+        if robust is not None:
+            median, factor = robust
+            with np.errstate(over="ignore", invalid="ignore"):
+                numeric = smooth_clip(np.nan_to_num(factor * (numeric - median)))
         indicators = missing[:, self.indicator_columns_].astype(np.float64)
         x_num = np.concatenate([numeric, indicators], axis=1).astype(np.float32)
         x_cat = np.zeros((frame.shape[0], len(self.categorical)), dtype=np.int64)

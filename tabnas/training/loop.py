@@ -34,14 +34,32 @@ class Task:
 
     kind: Literal["regression", "classification"]
     d_out: int
+    label_smoothing: float = 0.0
+    """Classification: the share of each training target spread over all classes
+    (Szegedy et al. 2016; RealMLP's 0.1). Only :meth:`train_loss` reads it: scores,
+    early stopping and selection see the plain log loss."""
+
+    def __post_init__(self) -> None:
+        if self.label_smoothing and self.kind != "classification":
+            raise ValueError("label_smoothing applies to classification only; pass 0")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
 
     def loss(self, output: Tensor, y: Tensor) -> Tensor:
+        """The plain loss (MSE, log loss) of the members: what is measured."""
+        return self._loss(output, y, smoothing=0.0)
+
+    def train_loss(self, output: Tensor, y: Tensor) -> Tensor:
+        """What the weights are trained on: :meth:`loss` with the label smoothing."""
+        return self._loss(output, y, smoothing=self.label_smoothing)
+
+    def _loss(self, output: Tensor, y: Tensor, *, smoothing: float) -> Tensor:
         if output.ndim == 3:  # (batch, k, d_out) -> (batch * k, d_out): the members' mean loss
             y = y.repeat_interleave(output.shape[1])
             output = output.flatten(0, 1)
         if self.kind == "regression":
             return F.mse_loss(output.squeeze(-1).float(), y)
-        return F.cross_entropy(output.float(), y)
+        return F.cross_entropy(output.float(), y, label_smoothing=smoothing)
 
     def combine(self, output: Tensor) -> Tensor:
         """One ``(batch, d_out)`` prediction: the members' mean value (regression) or the
@@ -260,7 +278,7 @@ def train_epoch(
             kwargs["rows"] = index
         with config.autocast():
             output = model(batch.x_num, batch.x_cat, **kwargs)
-        loss = task.loss(output, batch.y)
+        loss = task.train_loss(output, batch.y)
         loss.backward()
         if grad_clip is not None:
             nn.utils.clip_grad_norm_(

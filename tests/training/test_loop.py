@@ -200,3 +200,56 @@ def test_budget_gives_each_phase_a_deadline_counted_from_the_start():
     now[0] = 111.0
     assert budget.until(1.0).expired() and budget.elapsed() == 11.0
     assert not Budget(None, clock=lambda: now[0]).until(0.35).expired()
+
+
+def test_label_smoothing_changes_the_training_loss_only():
+    logits = torch.tensor([[4.0, 0.0, -1.0], [0.5, 2.0, 0.0]])
+    y = torch.tensor([0, 1])
+    smooth = Task(kind="classification", d_out=3, label_smoothing=0.1)
+    plain = Task(kind="classification", d_out=3)
+    log_p = torch.log_softmax(logits, dim=-1)
+    target = torch.full((2, 3), 0.1 / 3) + 0.9 * torch.nn.functional.one_hot(y, 3)
+    expected = -(target * log_p).sum(-1).mean()
+    assert torch.allclose(smooth.train_loss(logits, y), expected)
+    assert torch.allclose(smooth.loss(logits, y), plain.loss(logits, y))  # what is measured
+    assert smooth.metrics(logits, y) == plain.metrics(logits, y)
+    members = logits[:, None].expand(2, 4, 3)  # (batch, k, d_out): each member's loss
+    assert torch.allclose(smooth.train_loss(members, y), expected)
+
+
+def test_label_smoothing_is_refused_for_regression_and_out_of_range():
+    with pytest.raises(ValueError, match="classification only"):
+        Task(kind="regression", d_out=1, label_smoothing=0.1)
+    with pytest.raises(ValueError, match=r"in \[0, 1\)"):
+        Task(kind="classification", d_out=2, label_smoothing=1.0)
+
+
+def test_the_epoch_trains_on_the_smoothed_loss(monkeypatch):
+    seen = []
+    original = Task.train_loss
+
+    def spy(self, output, y):
+        seen.append(self.label_smoothing)
+        return original(self, output, y)
+
+    monkeypatch.setattr(Task, "train_loss", spy)
+    x = torch.randn(32, 2)
+    train = TensorData(x, torch.zeros(32, 0, dtype=torch.long), (x[:, 0] > 0).long())
+    model = _TwoInputs(nn.Linear(2, 2))
+    fit_network(
+        model, train=train, val=train,
+        task=Task(kind="classification", d_out=2, label_smoothing=0.2),
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1), max_epochs=1,
+        batch_size=16, generator=torch.Generator().manual_seed(0), config=CPU,
+        history=History(), deadline=Deadline(None), callbacks=[],
+    )
+    assert seen == [0.2, 0.2]  # both batches of the epoch
+
+
+class _TwoInputs(nn.Module):
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x_num, x_cat):
+        return self.inner(x_num)
