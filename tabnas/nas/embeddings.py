@@ -11,6 +11,9 @@ largest single gain for tabular networks:
   version "B" (TabM's), which starts as a linear embedding and learns the piecewise part.
 
 Adding an embedding is one :func:`register_num_embedding` call plus its test.
+
+Any of them may sit behind a :class:`FeatureScale`, RealMLP's learnable per-feature scale
+(Holzmüller et al. 2024): ``x * s`` with ``s`` starting at 1.
 """
 
 from __future__ import annotations
@@ -93,6 +96,27 @@ def _piecewise_linear(n_features: int, d_embedding: int, bins) -> nn.Module:
     with warnings.catch_warnings():  # one-bin features (missing indicators) are meant so
         warnings.filterwarnings("ignore", message=".*just two bin edges.*")
         return PiecewiseLinearEmbeddings(list(bins), d_embedding, activation=False, version="B")
+
+
+class FeatureScale(nn.Module):
+    """A learned factor per numeric feature in front of its embedding, starting at 1
+    (RealMLP's scaling layer): the network can stretch or silence a feature before the
+    embedding reads it. No weight decay reaches it (its neutral value is 1, not 0).
+
+    **Shape**: ``(batch, n_features) -> (batch, n_features)``.
+    """
+
+    def __init__(self, n_features: int):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(n_features))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.scale
+
+
+def with_feature_scale(embedding: nn.Module, n_features: int) -> nn.Sequential:
+    """``embedding`` behind a :class:`FeatureScale`."""
+    return nn.Sequential(FeatureScale(n_features), embedding)
 
 
 def quantile_bins(x_num: Tensor, n_bins: int = N_BINS) -> list[Tensor]:

@@ -14,7 +14,7 @@ from rtdl_num_embeddings import LinearReLUEmbeddings
 from rtdl_revisiting_models import CategoricalEmbeddings
 from torch import Tensor, nn
 
-from tabnas.nas.embeddings import make_num_embedding
+from tabnas.nas.embeddings import FeatureScale, make_num_embedding, with_feature_scale
 from tabnas.nas.ops import TOKEN_MIXING_OPS, make_op
 from tabnas.nas.space import BACKBONES, Architecture
 
@@ -56,12 +56,15 @@ class FeatureTokenizer(nn.Module):
         d_token: int,
         num_embedding: str = "linear",
         bins: Sequence[Tensor] | None = None,
+        feature_scale: bool = False,
     ):
         super().__init__()
         _check_features(n_num_features, cat_cardinalities)
         self.cls = nn.Parameter(torch.empty(d_token))
         nn.init.uniform_(self.cls, -(d_token**-0.5), d_token**-0.5)
-        self.num_embeddings = _num_embedding(num_embedding, n_num_features, d_token, bins)
+        self.num_embeddings = _num_embedding(
+            num_embedding, n_num_features, d_token, bins, feature_scale=feature_scale
+        )
         self.cat_embeddings = (
             CategoricalEmbeddings(list(cat_cardinalities), d_token, bias=True)
             if cat_cardinalities
@@ -123,12 +126,21 @@ class FP32LinearEnsemble(tabm.LinearEnsemble):
 
 
 def _num_embedding(
-    name: str, n_num_features: int, d_embedding: int, bins: Sequence[Tensor] | None
+    name: str,
+    n_num_features: int,
+    d_embedding: int,
+    bins: Sequence[Tensor] | None,
+    *,
+    feature_scale: bool = False,
 ) -> nn.Module | None:
-    """The numeric features' embedding, or None without numeric features."""
+    """The numeric features' embedding (behind a learned per-feature scale with
+    ``feature_scale``), or None without numeric features."""
     if n_num_features == 0:
         return None
-    return make_num_embedding(name, n_features=n_num_features, d_embedding=d_embedding, bins=bins)
+    embedding = make_num_embedding(
+        name, n_features=n_num_features, d_embedding=d_embedding, bins=bins
+    )
+    return with_feature_scale(embedding, n_num_features) if feature_scale else embedding
 
 
 def _check_features(n_num_features: int, cat_cardinalities: Sequence[int]) -> None:
@@ -150,13 +162,14 @@ class TokenNetwork(nn.Module):
         d_out: int,
         num_embedding: str = "linear",
         bins: Sequence[Tensor] | None = None,
+        feature_scale: bool = False,
     ):
         super().__init__()
         if d_out <= 0:
             raise ValueError(f"d_out must be positive, got d_out={d_out}")
         self.tokenizer = FeatureTokenizer(
             n_num_features=n_num_features, cat_cardinalities=cat_cardinalities, d_token=d_token,
-            num_embedding=num_embedding, bins=bins,
+            num_embedding=num_embedding, bins=bins, feature_scale=feature_scale,
         )
         self.readout = Readout(d_token=d_token, d_out=d_out)
 
@@ -192,6 +205,7 @@ class DiscreteNetwork(TokenNetwork):
             d_out=d_out,
             num_embedding=architecture.num_embedding,
             bins=bins,
+            feature_scale=architecture.feature_scale,
         )
         self.architecture = architecture
         n_tokens = self.tokenizer.n_tokens
@@ -263,6 +277,10 @@ class TabMNetwork(nn.Module):
             architecture.num_embedding, n_num_features, mlp.d_embedding, bins
         )
         self.has_num, self.has_cat = n_num_features > 0, bool(cat_cardinalities)
+        # tabm takes only its own embedding types, so the scale stands in front of TabM
+        self.feature_scale = (
+            FeatureScale(n_num_features) if architecture.feature_scale and self.has_num else None
+        )
         self.tabm = tabm.TabM.make(
             n_num_features=n_num_features,
             cat_cardinalities=list(cat_cardinalities),
@@ -279,16 +297,26 @@ class TabMNetwork(nn.Module):
             self.tabm.output.__class__ = FP32LinearEnsemble
 
     def forward(self, x_num: Tensor, x_cat: Tensor) -> Tensor:
+        if self.feature_scale is not None:
+            x_num = self.feature_scale(x_num)
         return self.tabm(x_num if self.has_num else None, x_cat if self.has_cat else None)
 
 
 def _numeric_embedding(
-    num_embedding: str, n_num_features: int, d_embedding: int, bins: Sequence[Tensor] | None
+    num_embedding: str,
+    n_num_features: int,
+    d_embedding: int,
+    bins: Sequence[Tensor] | None,
+    *,
+    feature_scale: bool = False,
 ) -> nn.Module | None:
     """The MLP-style backbones' numeric embedding: ``linear`` is TabM's Linear + ReLU form."""
     if num_embedding == "linear" and n_num_features:
-        return LinearReLUEmbeddings(n_num_features, d_embedding)
-    return _num_embedding(num_embedding, n_num_features, d_embedding, bins)
+        embedding = LinearReLUEmbeddings(n_num_features, d_embedding)
+        return with_feature_scale(embedding, n_num_features) if feature_scale else embedding
+    return _num_embedding(
+        num_embedding, n_num_features, d_embedding, bins, feature_scale=feature_scale
+    )
 
 
 class TrainingRows(NamedTuple):
@@ -349,7 +377,8 @@ class RetrievalNetwork(nn.Module):
         self.d_out = d_out
         self.cat_cardinalities = tuple(int(c) for c in cat_cardinalities)
         self.num_embeddings = _numeric_embedding(
-            architecture.num_embedding, n_num_features, settings.d_embedding, bins
+            architecture.num_embedding, n_num_features, settings.d_embedding, bins,
+            feature_scale=architecture.feature_scale,
         )
         d_in = n_num_features * settings.d_embedding + sum(self.cat_cardinalities)
         self.encoder = nn.Linear(d_in, settings.dim)

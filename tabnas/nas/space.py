@@ -121,6 +121,9 @@ class SearchSpace:
             ``"retrieval"`` (:class:`RetrievalSettings`), any non-empty subset.
         mlp: the size of the ``tabm`` backbone.
         retrieval: the settings of the ``retrieval`` backbone.
+        feature_scale: every network of the space puts a learned per-feature scale in
+            front of its numeric embedding (RealMLP's; :class:`~tabnas.nas.embeddings.
+            FeatureScale`).
     """
 
     n_cells: int = 2
@@ -132,6 +135,7 @@ class SearchSpace:
     backbones: tuple[str, ...] = ("cells",)
     mlp: MLPSettings = field(default_factory=MLPSettings)
     retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
+    feature_scale: bool = False
 
     def __post_init__(self) -> None:
         if not self.num_embeddings:
@@ -173,6 +177,8 @@ class SearchSpace:
         """Whether ``architecture`` is a point of this space."""
         if architecture.num_embedding not in self.num_embeddings:
             return False
+        if architecture.feature_scale != self.feature_scale:
+            return False
         if architecture.backbone not in self.backbones:
             return False
         if architecture.backbone == "tabm":
@@ -207,17 +213,22 @@ class SearchSpace:
                 nodes.append(tuple(Edge(source=s, op=rng.choice(ops)) for s in sources))
             cells.append(tuple(nodes))
         return Architecture(
-            cells=tuple(cells), settings=self.settings, num_embedding=self.search_embedding
+            cells=tuple(cells), settings=self.settings, num_embedding=self.search_embedding,
+            feature_scale=self.feature_scale,
         )
 
     def tabm(self, num_embedding: str | None = None) -> Architecture:
         """The space's ``tabm`` point with ``num_embedding`` (default: the searched one)."""
-        return Architecture.tabm(self.mlp, num_embedding=num_embedding or self.search_embedding)
+        return Architecture.tabm(
+            self.mlp, num_embedding=num_embedding or self.search_embedding,
+            feature_scale=self.feature_scale,
+        )
 
     def modern_nca(self, num_embedding: str | None = None) -> Architecture:
         """The space's ``retrieval`` point with ``num_embedding`` (default: the searched one)."""
         return Architecture.modern_nca(
-            self.retrieval, num_embedding=num_embedding or self.search_embedding
+            self.retrieval, num_embedding=num_embedding or self.search_embedding,
+            feature_scale=self.feature_scale,
         )
 
     def candidates(self, selected: Architecture | None = None) -> list[Architecture]:
@@ -243,7 +254,7 @@ class SearchSpace:
             raise ValueError(f"a cell of this space has {self.n_nodes} nodes, got ops={list(ops)}")
         return dataclasses.replace(
             Architecture.chain([list(ops)] * self.n_cells, self.settings),
-            num_embedding=self.search_embedding,
+            num_embedding=self.search_embedding, feature_scale=self.feature_scale,
         )
 
     def op_parameters(self, n_tokens: int) -> dict[str, int]:
@@ -272,6 +283,7 @@ class Architecture:
     edges of node ``k + 1`` of cell ``c`` (the last node of a cell is its output) and
     ``settings`` sizes the ops; for ``tabm``, ``cells`` is empty and ``mlp`` sizes the
     backbone; for ``retrieval``, ``cells`` is empty and ``retrieval`` sets it.
+    ``feature_scale`` puts a learned per-feature scale in front of the numeric embedding.
 
     Examples:
         >>> arch = Architecture.chain([["attention", "ffn"]] * 3)  # FT-Transformer's body
@@ -287,6 +299,7 @@ class Architecture:
     backbone: str = "cells"
     mlp: MLPSettings | None = None
     retrieval: RetrievalSettings | None = None
+    feature_scale: bool = False
 
     def __post_init__(self) -> None:
         check_num_embedding(self.num_embedding)
@@ -363,20 +376,31 @@ class Architecture:
 
     @classmethod
     def tabm(
-        cls, mlp: MLPSettings | None = None, *, num_embedding: str = "piecewise_linear"
+        cls,
+        mlp: MLPSettings | None = None,
+        *,
+        num_embedding: str = "piecewise_linear",
+        feature_scale: bool = False,
     ) -> Architecture:
         """TabM: ``mlp`` (default :class:`MLPSettings`) over ``num_embedding`` embeddings."""
-        return cls(cells=(), num_embedding=num_embedding, backbone="tabm", mlp=mlp or MLPSettings())
+        return cls(
+            cells=(), num_embedding=num_embedding, backbone="tabm", mlp=mlp or MLPSettings(),
+            feature_scale=feature_scale,
+        )
 
     @classmethod
     def modern_nca(
-        cls, settings: RetrievalSettings | None = None, *, num_embedding: str = "piecewise_linear"
+        cls,
+        settings: RetrievalSettings | None = None,
+        *,
+        num_embedding: str = "piecewise_linear",
+        feature_scale: bool = False,
     ) -> Architecture:
         """ModernNCA: ``settings`` (default :class:`RetrievalSettings`) over
         ``num_embedding`` embeddings."""
         return cls(
             cells=(), num_embedding=num_embedding, backbone="retrieval",
-            retrieval=settings or RetrievalSettings(),
+            retrieval=settings or RetrievalSettings(), feature_scale=feature_scale,
         )
 
     def with_embedding(self, num_embedding: str) -> Architecture:
@@ -420,6 +444,7 @@ class Architecture:
             "backbone": self.backbone,
             "mlp": None if self.mlp is None else dataclasses.asdict(self.mlp),
             "retrieval": None if self.retrieval is None else dataclasses.asdict(self.retrieval),
+            "feature_scale": self.feature_scale,
         }
 
     @classmethod
@@ -443,6 +468,7 @@ class Architecture:
             return cls(
                 cells=cells, settings=settings, num_embedding=data.get("num_embedding", "linear"),
                 backbone=data.get("backbone", "cells"), mlp=mlp, retrieval=retrieval,
+                feature_scale=bool(data.get("feature_scale", False)),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"not an Architecture dict: {error}") from error
@@ -450,13 +476,18 @@ class Architecture:
     def to_json(self) -> str:
         return json.dumps(self.to_dict())
 
+    @property
+    def _embedding_text(self) -> str:
+        scale = " behind a learned feature scale" if self.feature_scale else ""
+        return f"{self.num_embedding} embeddings{scale}"
+
     def __str__(self) -> str:
         if self.backbone == "tabm":
             m = self.mlp
             assert m is not None  # __post_init__: a tabm Architecture has mlp settings
             return (
                 f"Architecture: TabM ({m.arch_type}, k={m.k}, {m.n_blocks} x {m.d_block},"
-                f" dropout={m.dropout}), {self.num_embedding} embeddings (d={m.d_embedding})"
+                f" dropout={m.dropout}), {self._embedding_text} (d={m.d_embedding})"
             )
         if self.backbone == "retrieval":
             r = self.retrieval
@@ -464,12 +495,12 @@ class Architecture:
             return (
                 f"Architecture: ModernNCA (dim={r.dim}, {r.n_blocks} block(s),"
                 f" temperature={r.temperature}, sample_rate={r.sample_rate}),"
-                f" {self.num_embedding} embeddings (d={r.d_embedding})"
+                f" {self._embedding_text} (d={r.d_embedding})"
             )
         s = self.settings
         lines = [
             f"Architecture: {len(self.cells)} cell(s), d_token={s.d_token},"
-            f" {self.num_embedding} embeddings"
+            f" {self._embedding_text}"
         ]
         for c, cell in enumerate(self.cells):
             live = self.live_nodes(c)

@@ -83,6 +83,7 @@ class SuperNetwork(TokenNetwork):
             d_out=d_out,
             num_embedding=space.search_embedding,
             bins=bins,
+            feature_scale=space.feature_scale,
         )
         self.space = space
         n_tokens = self.tokenizer.n_tokens
@@ -233,7 +234,7 @@ class SuperNetwork(TokenNetwork):
             cells.append(tuple(tuple(inputs) for inputs in nodes))
         return Architecture(
             cells=tuple(cells), settings=self.space.settings,
-            num_embedding=self.space.search_embedding,
+            num_embedding=self.space.search_embedding, feature_scale=self.space.feature_scale,
         )
 
     def architecture_weights(self, architecture: Architecture) -> Tensor:

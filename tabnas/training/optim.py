@@ -10,7 +10,9 @@ from typing import Literal
 import torch
 from torch import nn
 
-_NO_DECAY_MODULES = (nn.LayerNorm, nn.BatchNorm1d, nn.Embedding)
+from tabnas.nas.embeddings import FeatureScale
+
+_NO_DECAY_MODULES = (nn.LayerNorm, nn.BatchNorm1d, nn.Embedding, FeatureScale)
 
 ArchOptimizer = Literal["adam", "sgd"]
 WeightOptimizer = Literal["adamw", "sgd"]

@@ -114,3 +114,13 @@ def test_the_retrieval_config_differs_from_its_base_by_the_candidate_only():
         "space": {"backbones": ["cells", "tabm", "retrieval"]}
     }
     assert len(cfg.datasets) >= 6 and len(cfg.seeds) == 3
+
+
+def test_each_recipe_variant_differs_from_the_base_by_one_ingredient():
+    cfg = load_config("recipe", check_local=False)
+    models = {m.name: m.options for m in cfg.models}
+    base = models.pop("tabnas")
+    assert base == {"preset": "fast", "own_validation": True}
+    assert sorted(models) == ["tabnas-robust", "tabnas-scale", "tabnas-smoothing"]
+    for options in models.values():
+        assert len(set(options) - set(base)) == 1 and options.items() >= base.items()

@@ -68,3 +68,48 @@ def test_every_backbone_builds_and_trains_with_every_embedding(name, backbone):
     out = network(x, x_cat, **kwargs)
     assert out.shape[0] == 32 and out.shape[-1] == 2
     out.sum().backward()
+
+
+@pytest.mark.parametrize("backbone", ["cells", "tabm", "retrieval"])
+def test_a_feature_scale_stands_in_front_of_every_backbones_embedding(backbone):
+    """RealMLP's scaling layer: one learned factor per numeric feature, starting at 1, no
+    weight decay; the same network without it has exactly those parameters fewer."""
+    import dataclasses
+
+    from tabnas.nas.embeddings import FeatureScale
+    from tabnas.nas.network import DataShapes, TrainingRows, build_network
+    from tabnas.nas.space import MLPSettings, RetrievalSettings, SearchSpace
+    from tabnas.training.optim import make_parameter_groups
+
+    x, x_cat = torch.randn(32, 3), torch.randint(0, 4, (32, 1))
+    shapes = DataShapes(3, (4,), 2, bins=tuple(quantile_bins(x)))
+    space = SearchSpace(
+        n_cells=1, num_embeddings=("piecewise_linear",), backbones=(backbone,),
+        mlp=MLPSettings(n_blocks=1, d_block=16, k=2), retrieval=RetrievalSettings(dim=8),
+        feature_scale=True,
+    )
+    (scaled,) = space.candidates(space.chain(["ffn", "resnet"]))
+    assert scaled.feature_scale and space.contains(scaled)
+    plain = dataclasses.replace(scaled, feature_scale=False)
+    assert not space.contains(plain)
+    rows = TrainingRows(x, x_cat, torch.randint(0, 2, (32,)))
+    torch.manual_seed(0)
+    network = build_network(scaled, shapes, rows)
+    scales = [m for m in network.modules() if isinstance(m, FeatureScale)]
+    assert len(scales) == 1 and torch.equal(scales[0].scale, torch.ones(3))
+
+    def count(net):
+        return sum(p.numel() for p in net.parameters())
+
+    assert count(network) == count(build_network(plain, shapes, rows)) + 3
+    no_decay = make_parameter_groups(network, 1e-3)[1]["params"]
+    assert any(p is scales[0].scale for p in no_decay)
+    kwargs = {"rows": torch.arange(32)} if backbone == "retrieval" else {}
+    with torch.no_grad():
+        before = network.eval()(x, x_cat, **kwargs)
+        scales[0].scale[1] = 0.0  # a silenced feature: the output no longer reads it
+        x_changed = x.clone()
+        x_changed[:, 1] = 100.0
+        after = network(x, x_cat, **kwargs), network(x_changed, x_cat, **kwargs)
+    assert not torch.allclose(before, after[0])
+    assert torch.allclose(after[0], after[1])

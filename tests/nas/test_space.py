@@ -239,3 +239,15 @@ def test_a_network_whose_ops_never_mix_tokens_reads_all_tokens_and_sees_the_feat
         with torch.no_grad():
             out = network(x, torch.zeros(32, 0, dtype=torch.long))
         assert out.std() > 1e-4  # the prediction depends on the row (the [CLS] alone: constant)
+
+
+def test_the_feature_scale_is_recorded_shown_and_absent_from_older_dicts():
+    import dataclasses
+
+    scaled = dataclasses.replace(Architecture.tabm(), feature_scale=True)
+    assert Architecture.from_dict(scaled.to_dict()) == scaled
+    assert "behind a learned feature scale" in str(scaled)
+    older = {k: v for k, v in scaled.to_dict().items() if k != "feature_scale"}
+    assert Architecture.from_dict(older) == Architecture.tabm()  # saved before: no scale
+    space = SearchSpace(n_cells=1, feature_scale=True)
+    assert space.sample(0).feature_scale and space.chain(["ffn", "skip"]).feature_scale

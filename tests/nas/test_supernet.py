@@ -158,3 +158,13 @@ def test_forced_ops_run_at_zero_weight_and_carry_its_gradient():
     with pytest.raises(ValueError, match="shape"):
         with net.forced_ops(forced[0]):
             pass
+
+
+def test_a_scaled_space_gives_a_scaled_supernet_and_choice():
+    from tabnas.nas.embeddings import FeatureScale
+    from tabnas.nas.selection import argmax_select
+
+    net = make(SearchSpace(n_cells=1, n_nodes=2, settings=SETTINGS, feature_scale=True))
+    assert any(isinstance(m, FeatureScale) for m in net.tokenizer.modules())
+    assert argmax_select(net).feature_scale
+    assert not any(isinstance(m, FeatureScale) for m in make().modules())
