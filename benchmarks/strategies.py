@@ -8,7 +8,8 @@ search's α (the ``argmax`` arm: one search serves both selectors). Options:
 - ``strategy``: a registered name (``"darts"``, ``"gdas"``, ...); ``strategy_options``: a
   table of the strategy's constructor arguments (``{weight_optimizer = "sgd",
   optimizer = "sgd"}`` for the optimizer study);
-- ``preset`` (default ``"medium"``), ``max_search_steps``, ``max_epochs``.
+- ``preset`` (default ``"medium"``), ``max_search_steps``, ``max_epochs``;
+  ``search_width`` (search and PT on a proxy supernet that many times as wide).
 
 Each arm records its val and (through :meth:`StrategyModel.score_arms`) test scores, fit
 and search time; the job records the undiscretised supernet's val score (the
@@ -45,7 +46,8 @@ class StrategyModel(Adapter):
     uses_torch = True
     variants = True
     option_names = frozenset(
-        {"strategy", "strategy_options", "preset", "max_search_steps", "max_epochs"}
+        {"strategy", "strategy_options", "preset", "max_search_steps", "max_epochs",
+         "search_width"}
     )
     imports = ("tabnas",)
 
@@ -88,7 +90,9 @@ class StrategyModel(Adapter):
 
     def _fit_arm(self, X_train, y_train, X_val, y_val, arm: str, **params):
         budget = {
-            k: self.options[k] for k in ("max_search_steps", "max_epochs") if k in self.options
+            k: self.options[k]
+            for k in ("max_search_steps", "max_epochs", "search_width")
+            if k in self.options
         }
         started = time.perf_counter()
         est = self._estimator_class()(

@@ -1,5 +1,6 @@
 """The estimators as a user meets them: fit/predict, pandas, bad input, persistence."""
 
+import dataclasses
 import pickle
 
 import joblib
@@ -521,3 +522,25 @@ def test_label_smoothing_is_refused_by_the_regressor_before_any_work(cancer):
     with pytest.raises(ValueError, match="classification only.*label_smoothing=0"):
         model.fit(X, y.astype(float))
     assert not hasattr(model, "preprocessor_")
+
+
+def test_a_proxy_width_search_selects_at_full_width(cancer, monkeypatch):
+    from tabnas.training import search as search_module
+
+    widths = []
+    original = search_module.SupernetTrainer.__init__
+
+    def spy(self, supernet, *args, **kwargs):
+        widths.append(supernet.space.settings.d_token)
+        original(self, supernet, *args, **kwargs)
+
+    monkeypatch.setattr(search_module.SupernetTrainer, "__init__", spy)
+    X, y = cancer
+    model = TabNASClassifier(**FAST, search_width=0.5, ensemble_size=1)
+    model.set_params(space=dataclasses.replace(model.search_space(), backbones=("cells",)))
+    model.fit(X[:150], y[:150])
+    full = model.search_space().settings
+    assert widths == [full.d_token // 2]  # the supernet was the proxy
+    assert model.architecture_.settings == full  # the selection is trained at full width
+    assert model.argmax_architecture_.settings == full
+    assert model.fit_info_["search_width"] == 0.5

@@ -43,10 +43,11 @@ logger = logging.getLogger(__name__)
 
 _NUMBER_PARAMS = (
     "time_limit", "validation_fraction", "max_search_steps", "ensemble_size", "bag_folds",
-    "max_epochs", "patience", "batch_size", "label_smoothing",
+    "max_epochs", "patience", "batch_size", "label_smoothing", "search_width",
 )
 _NUMBER_EXAMPLES = {
     "time_limit": 600, "validation_fraction": 0.2, "batch_size": 256, "label_smoothing": 0.1,
+    "search_width": 0.5,
 }
 
 MIN_SAMPLES = 4
@@ -71,6 +72,7 @@ class BaseTabNAS(BaseEstimator, ABC):
         "max_epochs": [Interval(Integral, 1, None, closed="left"), None],
         "patience": [Interval(Integral, 1, None, closed="left"), None],
         "batch_size": [Interval(Integral, 2, None, closed="left"), None],
+        "search_width": [Interval(Real, 0, 1, closed="right"), None],
         "numeric_scaling": [StrOptions(set(SCALINGS))],
         "label_smoothing": [Interval(Real, 0, 1, closed="left")],
         "device": [str],
@@ -95,6 +97,7 @@ class BaseTabNAS(BaseEstimator, ABC):
         max_epochs: int | None = None,
         patience: int | None = None,
         batch_size: int | None = None,
+        search_width: float | None = None,
         numeric_scaling: str = "quantile",
         label_smoothing: float = 0.0,
         device: str = "auto",
@@ -115,6 +118,7 @@ class BaseTabNAS(BaseEstimator, ABC):
         self.max_epochs = max_epochs
         self.patience = patience
         self.batch_size = batch_size
+        self.search_width = search_width
         self.numeric_scaling = numeric_scaling
         self.label_smoothing = label_smoothing
         self.device = device
@@ -276,6 +280,7 @@ class BaseTabNAS(BaseEstimator, ABC):
             "batch_size": plan.search.batch_size,
             "retrain_batch_size": plan.retrain_batch_size,
             "retrain_lr_scale": plan.retrain_lr_scale,
+            "search_width": plan.search_width,
             "stopped_by": result.retrain.stopped_by,
             "best_val": result.retrain.best_metrics,
             **{
@@ -346,6 +351,7 @@ class BaseTabNAS(BaseEstimator, ABC):
             verbose=bool(self.verbose),
             retrain_batch_size=retrain_batch,
             retrain_lr_scale=lr_scale,
+            search_width=self.search_width or preset.search_width,
         )
 
     # ---- validation shared by fit and predict ----------------------------------------

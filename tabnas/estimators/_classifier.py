@@ -73,6 +73,11 @@ class TabNASClassifier(ClassifierMixin, BaseTabNAS):
         The search and the selection are not bagged.
     max_epochs, patience, batch_size : int, default=None
         Override the preset's retraining epochs, early-stopping patience and batch size.
+    search_width : float in (0, 1], default=None
+        The search and PT selection run on a proxy supernet whose ops are this many times
+        as wide (``d_token``, ResNet hidden size); the selected cells are retrained at full
+        width, as DARTS searches a narrower network than it trains. ``None``: the
+        preset's.
     numeric_scaling : {"quantile", "robust"}, default="quantile"
         How numeric columns are scaled: Gorishniy et al.'s quantile transform to a normal
         distribution, or RealMLP's robust scaling (median, interquartile range) with smooth

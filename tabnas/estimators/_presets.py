@@ -39,6 +39,8 @@ class Preset:
     """Folds of ``bag_folds="auto"`` on small tables (:data:`BAG_MAX_ROWS`); 0: never."""
     lr: float = 1e-3
     weight_decay: float = 1e-5
+    search_width: float = 1.0
+    """The search and PT run on ops this many times as wide as the retrained cells."""
 
     def op_settings(self) -> OpSettings:
         return OpSettings(

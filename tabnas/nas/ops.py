@@ -10,6 +10,7 @@ Adding an operation is one :func:`register_op` call plus its test.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -63,6 +64,18 @@ class OpSettings:
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {name}={value}")
+
+    def at_width(self, width: float) -> OpSettings:
+        """These settings with ``d_token`` and ``resnet_d_hidden`` scaled by ``width``
+        (``d_token`` rounded to a multiple of ``n_heads``, at least one per head): the
+        proxy network a search may run on (DARTS searches narrower networks than it
+        trains)."""
+        if not 0.0 < width <= 1.0:
+            raise ValueError(f"width must be in (0, 1], got width={width}")
+        heads = max(1, round(self.d_token * width / self.n_heads))
+        d_token = heads * self.n_heads
+        hidden = max(1, round(self.resnet_d_hidden * d_token / self.d_token))
+        return dataclasses.replace(self, d_token=d_token, resnet_d_hidden=hidden)
 
 
 OpFactory = Callable[[OpSettings, int], nn.Module]

@@ -261,6 +261,14 @@ class SearchSpace:
         """Trainable parameters of each candidate op for ``n_tokens`` feature tokens."""
         return op_parameters(self.ops, self.settings, n_tokens)
 
+    def at_width(self, width: float) -> SearchSpace:
+        """The same space with its ops ``width`` times as wide (:meth:`OpSettings.at_width`):
+        a proxy to search on; its points come back to full width with
+        ``architecture.with_settings(space.settings)``."""
+        if width == 1.0:
+            return self
+        return dataclasses.replace(self, settings=self.settings.at_width(width))
+
 
 @dataclass(frozen=True)
 class Edge:
@@ -406,6 +414,13 @@ class Architecture:
     def with_embedding(self, num_embedding: str) -> Architecture:
         """The same network with another numeric embedding."""
         return dataclasses.replace(self, num_embedding=num_embedding)
+
+    def with_settings(self, settings: OpSettings) -> Architecture:
+        """The same cells with ops sized by ``settings`` (a search's proxy width back to
+        the training width); other backbones have no ops and come back unchanged."""
+        if self.backbone != "cells":
+            return self
+        return dataclasses.replace(self, settings=settings)
 
     # ---- inspection -------------------------------------------------------------------
     def live_nodes(self, cell: int) -> frozenset[int]:

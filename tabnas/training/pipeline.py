@@ -67,6 +67,15 @@ class FitPlan:
     """Rows per retraining step; ``None``: the search's."""
     retrain_lr_scale: float = 1.0
     """Factor on the retraining learning rates (larger batches on a GPU)."""
+    search_width: float = 1.0
+    """The search and the selection run on ``space`` with ops this many times as wide
+    (a proxy, as DARTS searches a narrower network than it trains); the selected cells
+    are trained at the space's own width."""
+
+    @property
+    def search_space(self) -> SearchSpace:
+        """The space the supernet is built on: :attr:`space` at :attr:`search_width`."""
+        return self.space.at_width(self.search_width)
 
     def __post_init__(self) -> None:
         if self.bag_folds == 1 or self.bag_folds < 0:
@@ -138,7 +147,8 @@ class SearchOutcome:
     trainer: SupernetTrainer
     strategy: SearchStrategy
     argmax_architecture: Architecture
-    """DARTS's own choice from the trained α, before any selection: the baseline."""
+    """DARTS's own choice from the trained α, before any selection (the baseline), at the
+    space's own width."""
     supernet_val: dict[str, float]
     """The undiscretised supernet's scores on the validation split (the discretisation gap)."""
     steps: int
@@ -182,7 +192,7 @@ def search(
     """Train the supernet until the architecture-half loss stops improving."""
     strategy = make_strategy(plan.strategy)
     steps, done_share = 0, 0.0
-    for stage, step in enumerate(strategy.stages(plan.space)):
+    for stage, step in enumerate(strategy.stages(plan.search_space)):
         if stage:  # earlier stages' rows stay in the history, out of the search's plots
             for row in history.phase("search"):
                 row.update(phase="search-stage", stage=stage - 1)
@@ -195,7 +205,7 @@ def search(
         )
         done_share += step.share
         steps += trainer.search(budget.until(SEARCH_SHARE * min(done_share, 1.0)))
-    if supernet.space != plan.space:
+    if supernet.space != plan.search_space:
         raise RuntimeError(f"{strategy!r}'s last search stage is not the plan's space")
     # a diagnostic (about a second): never on time that a time limit gave the later phases
     eigenvalue = (
@@ -203,7 +213,9 @@ def search(
     )
     strategy.search_finished(trainer.evaluate, generator.initial_seed())
     with supernet.trial_decisions():
-        argmax_architecture = strategy.finalize(argmax_select(supernet))
+        argmax_architecture = strategy.finalize(argmax_select(supernet)).with_settings(
+            plan.space.settings
+        )
     supernet_val = score_supernet(
         supernet, val_data, task, weights=supernet.default_weights().detach()
     )
@@ -230,7 +242,7 @@ def select(
         expired=budget.until(SELECTION_SHARE).expired, criterion=plan.selection_criterion,
     )
     architecture, trace = selector.select(outcome.supernet, context)
-    return outcome.strategy.finalize(architecture), trace
+    return outcome.strategy.finalize(architecture).with_settings(plan.space.settings), trace
 
 
 def retrain(

@@ -121,3 +121,13 @@ def test_architectures_saved_before_compression_load_without_it():
     assert make_op("attention", settings, n_tokens=600).attention.key_compression is None
     new = Architecture.ft_transformer(1)
     assert Architecture.from_dict(new.to_dict()) == new  # today's dicts keep theirs
+
+
+def test_a_proxy_width_scales_the_token_and_hidden_sizes_and_keeps_the_heads():
+    settings = OpSettings(d_token=64, n_heads=8, resnet_d_hidden=128)
+    half = settings.at_width(0.5)
+    assert (half.d_token, half.n_heads, half.resnet_d_hidden) == (32, 8, 64)
+    assert half.ffn_dropout == settings.ffn_dropout and settings.at_width(1.0) == settings
+    assert settings.at_width(0.01).d_token == 8  # one dimension per head at least
+    with pytest.raises(ValueError, match=r"width must be in \(0, 1\]"):
+        settings.at_width(1.5)
