@@ -81,3 +81,18 @@ def test_only_a_pair_that_ran_on_every_dataset_can_rank_first(tmp_path):
     # "partial" has the best validation rank, but on one of the two datasets only
     assert "Ranks first on validation: full/" in text
     assert "| partial/pt | 1 | 1.50 |" in text  # tied with its argmax arm
+
+
+def test_the_half_width_variant_searches_a_proxy_and_retrains_at_full_width(tiny_index):
+    config = load_config("strategies", check_local=False)
+    half = next(m for m in config.models if m.name == "strategy-darts-half-width")
+    assert half.options == {"strategy": "darts", "search_width": 0.5}
+    job = Job(
+        DatasetSpec("tiny_clf", "local", "tiny_clf"),
+        ModelSpec("strategy-darts-half-width", "strategy", {**TINY, **half.options}),
+        seed=0, datasets_index=str(tiny_index), isolate=False,
+    )
+    row = execute(job)
+    assert row["status"] == "ok", row.get("traceback")
+    assert "d_token=32" in row["arms"]["pt"]["architecture"]  # the fast preset's full width
+    assert "d_token=32" in row["arms"]["argmax"]["architecture"]
