@@ -10,6 +10,7 @@ from benchmarks.config import DatasetSpec, ModelSpec, load_config
 from benchmarks.jobs import Job, execute
 from benchmarks.models import model_family
 from benchmarks.strategies import average_ranks, plot_trajectories, report
+from tabnas.estimators._presets import PRESETS
 
 TINY = {"preset": "fast", "max_search_steps": 6, "max_epochs": 2}
 
@@ -83,13 +84,20 @@ def test_only_a_pair_that_ran_on_every_dataset_can_rank_first(tmp_path):
     assert "| partial/pt | 1 | 1.50 |" in text  # tied with its argmax arm
 
 
-def test_the_half_width_variant_searches_a_proxy_and_retrains_at_full_width(tiny_index):
+def test_the_study_searches_at_the_presets_width_but_one_variant():
     config = load_config("strategies", check_local=False)
-    half = next(m for m in config.models if m.name == "strategy-darts-half-width")
-    assert half.options == {"strategy": "darts", "search_width": 0.5}
+    widths = {m.name: m.options.get("search_width") for m in config.models}
+    # every variant follows the preset ("medium": a half-width proxy) but one
+    assert widths.pop("strategy-darts-full-width") == 1.0
+    assert set(widths.values()) == {None}
+    assert PRESETS["medium"].search_width == 0.5
+
+
+def test_a_proxy_search_retrains_its_selections_at_full_width(tiny_index):
+    options = {**TINY, "strategy": "darts", "search_width": 0.5}
     job = Job(
         DatasetSpec("tiny_clf", "local", "tiny_clf"),
-        ModelSpec("strategy-darts-half-width", "strategy", {**TINY, **half.options}),
+        ModelSpec("strategy-darts", "strategy", options),
         seed=0, datasets_index=str(tiny_index), isolate=False,
     )
     row = execute(job)
