@@ -17,6 +17,7 @@ from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils.validation import check_is_fitted
 
 from tabnas import Architecture, TabNASClassifier, TabNASRegressor
+from tabnas.nas.selection import Selector
 
 from .conftest import FAST
 
@@ -544,3 +545,41 @@ def test_a_proxy_width_search_selects_at_full_width(cancer, monkeypatch):
     assert model.architecture_.settings == full  # the selection is trained at full width
     assert model.argmax_architecture_.settings == full
     assert model.fit_info_["search_width"] == 0.5
+
+
+class _ChainSelector(Selector):
+    """Selects a chain of ``ffn`` blocks (one input per node), which DARTS's argmax, with
+    two inputs per node, never is."""
+
+    def select(self, supernet, context):
+        return supernet.space.chain(["ffn", "ffn"]), []
+
+
+def test_the_argmax_candidate_joins_the_ensemble_when_it_differs(cancer):
+    X, y = cancer
+    space = dataclasses.replace(TabNASClassifier(**FAST).search_space(), backbones=("cells",))
+    common = dict(**FAST, space=space, selection=_ChainSelector(), ensemble_size=3)
+    without = TabNASClassifier(**common).fit(X[:150], y[:150])
+    model = TabNASClassifier(**common, argmax_candidate=True).fit(X[:150], y[:150])
+
+    assert [m["architecture"] for m in without.ensemble_] == [
+        without.selected_architecture_.to_dict()
+    ]
+    members = [Architecture.from_dict(m["architecture"]) for m in model.ensemble_]
+    assert members == [model.selected_architecture_, model.argmax_architecture_]
+    assert members[0] != members[1]
+    assert model.argmax_architecture_ == without.argmax_architecture_  # the same search
+    assert sum(m["weight"] for m in model.ensemble_) == pytest.approx(1.0)
+    assert model.fit_info_["argmax_candidate"] is True
+    assert without.fit_info_["argmax_candidate"] is False  # off at every preset
+    assert model.predict_proba(X[150:160]).shape == (10, 2)
+
+
+def test_the_argmax_candidate_is_not_trained_twice(cancer):
+    X, y = cancer
+    space = dataclasses.replace(TabNASClassifier(**FAST).search_space(), backbones=("cells",))
+    model = TabNASClassifier(
+        **FAST, space=space, selection="argmax", argmax_candidate=True
+    ).fit(X[:150], y[:150])
+    assert len(model.ensemble_) == 1
+    assert model.architecture_ == model.argmax_architecture_

@@ -73,6 +73,7 @@ class BaseTabNAS(BaseEstimator, ABC):
         "patience": [Interval(Integral, 1, None, closed="left"), None],
         "batch_size": [Interval(Integral, 2, None, closed="left"), None],
         "search_width": [Interval(Real, 0, 1, closed="right"), None],
+        "argmax_candidate": ["boolean", None],
         "numeric_scaling": [StrOptions(set(SCALINGS))],
         "label_smoothing": [Interval(Real, 0, 1, closed="left")],
         "device": [str],
@@ -98,6 +99,7 @@ class BaseTabNAS(BaseEstimator, ABC):
         patience: int | None = None,
         batch_size: int | None = None,
         search_width: float | None = None,
+        argmax_candidate: bool | None = None,
         numeric_scaling: str = "quantile",
         label_smoothing: float = 0.0,
         device: str = "auto",
@@ -119,6 +121,7 @@ class BaseTabNAS(BaseEstimator, ABC):
         self.patience = patience
         self.batch_size = batch_size
         self.search_width = search_width
+        self.argmax_candidate = argmax_candidate
         self.numeric_scaling = numeric_scaling
         self.label_smoothing = label_smoothing
         self.device = device
@@ -281,6 +284,7 @@ class BaseTabNAS(BaseEstimator, ABC):
             "retrain_batch_size": plan.retrain_batch_size,
             "retrain_lr_scale": plan.retrain_lr_scale,
             "search_width": plan.search_width,
+            "argmax_candidate": plan.argmax_candidate,
             "stopped_by": result.retrain.stopped_by,
             "best_val": result.retrain.best_metrics,
             **{
@@ -352,6 +356,10 @@ class BaseTabNAS(BaseEstimator, ABC):
             retrain_batch_size=retrain_batch,
             retrain_lr_scale=lr_scale,
             search_width=self.search_width or preset.search_width,
+            argmax_candidate=(
+                preset.argmax_candidate if self.argmax_candidate is None
+                else bool(self.argmax_candidate)
+            ),
         )
 
     # ---- validation shared by fit and predict ----------------------------------------

@@ -78,6 +78,11 @@ class TabNASClassifier(ClassifierMixin, BaseTabNAS):
         as wide (``d_token``, ResNet hidden size); the selected cells are retrained at full
         width, as DARTS searches a narrower network than it trains. ``None``: the
         preset's.
+    argmax_candidate : bool, default=None
+        Also retrain DARTS's argmax architecture (the edges' strongest ops, before any
+        selection) as one more candidate of the final ensemble when it differs from the
+        selected cells; the greedy weights on validation decide between them. ``None``:
+        the preset's (off at every preset).
     numeric_scaling : {"quantile", "robust"}, default="quantile"
         How numeric columns are scaled: Gorishniy et al.'s quantile transform to a normal
         distribution, or RealMLP's robust scaling (median, interquartile range) with smooth

@@ -41,6 +41,8 @@ class Preset:
     weight_decay: float = 1e-5
     search_width: float = 1.0
     """The search and PT run on ops this many times as wide as the retrained cells."""
+    argmax_candidate: bool = False
+    """Also retrain DARTS's argmax architecture as a candidate of the final ensemble."""
 
     def op_settings(self) -> OpSettings:
         return OpSettings(

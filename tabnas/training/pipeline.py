@@ -71,6 +71,10 @@ class FitPlan:
     """The search and the selection run on ``space`` with ops this many times as wide
     (a proxy, as DARTS searches a narrower network than it trains); the selected cells
     are trained at the space's own width."""
+    argmax_candidate: bool = False
+    """Retrain DARTS's argmax architecture too, as one more candidate of the final
+    ensemble, when it differs from the selected one: the greedy weights on validation
+    decide between the two selections (and the other candidates)."""
 
     @property
     def search_space(self) -> SearchSpace:
@@ -395,8 +399,11 @@ def search_select_retrain(
             "alpha_shift": outcome.alpha_shift,
             "dominant_hessian_eigenvalue": outcome.dominant_hessian_eigenvalue,
         }
+        argmax = outcome.argmax_architecture
         del outcome
         candidates = plan.space.candidates(selected)
+        if plan.argmax_candidate and argmax != selected and "cells" in plan.space.backbones:
+            candidates.insert(1, argmax)  # after the selection: ties in weight go to it
     timings.setdefault("search_s", 0.0)
     timings.setdefault("selection_s", 0.0)
 

@@ -124,3 +124,14 @@ def test_each_recipe_variant_differs_from_the_base_by_one_ingredient():
     assert sorted(models) == ["tabnas-robust", "tabnas-scale", "tabnas-smoothing"]
     for options in models.values():
         assert len(set(options) - set(base)) == 1 and options.items() >= base.items()
+
+
+def test_the_argmax_candidate_config_shares_the_recipe_base_and_splits():
+    cfg = load_config("argmax_candidate", check_local=False)
+    recipe = load_config("recipe", check_local=False)
+    models = {m.name: m.options for m in cfg.models}
+    # its base is the recipe ablation's base, on the same datasets, seeds and cap
+    assert models["tabnas"] == {m.name: m.options for m in recipe.models}["tabnas"]
+    assert models["tabnas-argmax"] == models["tabnas"] | {"argmax_candidate": True}
+    assert [d.name for d in cfg.datasets] == [d.name for d in recipe.datasets]
+    assert (cfg.seeds, cfg.max_train_rows) == (recipe.seeds, recipe.max_train_rows)
