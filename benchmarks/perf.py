@@ -504,14 +504,18 @@ def _fit_adapter(data, name: str, options: dict[str, Any]) -> dict[str, Any]:
 
 
 def section_fit(
-    device: DeviceConfig, preset: str, index_path: str | None, dataset: str
+    device: DeviceConfig, preset: str, index_path: str | None, dataset: str,
+    tabnas_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """tabnas's fit at ``preset`` (with ``tabnas_options``, estimator parameters) against
+    FT-Transformer's default training, on the harness's split (seed 0) of ``dataset``."""
     from benchmarks.datasets import load_local
     from benchmarks.protocol import prepare
 
     data = prepare(load_local(dataset, index_path), seed=0)
-    out: dict[str, Any] = {"dataset": dataset, "sizes": data.sizes}
-    for name, options in (("tabnas", {"preset": preset}), ("ft_transformer", {})):
+    tabnas = {"preset": preset, **(tabnas_options or {})}
+    out: dict[str, Any] = {"dataset": dataset, "sizes": data.sizes, "tabnas_options": tabnas}
+    for name, options in (("tabnas", tabnas), ("ft_transformer", {})):
         out[name] = _fit_adapter(data, name, {**options, "device": str(device.device)})
     out["tabnas_over_ft_transformer"] = out["tabnas"]["fit_s"] / out["ft_transformer"]["fit_s"]
     return out
@@ -587,7 +591,9 @@ RUNNERS: dict[str, Callable[[DeviceConfig, dict[str, Any]], dict[str, Any]]] = {
     "predict": lambda device, a: section_predict(device, a["preset"]),
     "rows": lambda device, a: section_rows(device, a["preset"], a["index"]),
     "features": lambda device, a: section_features(device, a["preset"]),
-    "fit": lambda device, a: section_fit(device, a["preset"], a["index"], a["dataset"]),
+    "fit": lambda device, a: section_fit(
+        device, a["preset"], a["index"], a["dataset"], a.get("tabnas_options")
+    ),
     "small": lambda device, a: section_small(device, a["index"]),
     "batch": lambda device, a: section_batch(device, a["index"], a["dataset"]),
 }
@@ -611,14 +617,15 @@ def _run_section(name: str, args: dict[str, Any], queue) -> None:
 
 def run(
     sections, *, device: str, preset: str, index: str | None, dataset: str, threads: int | None,
-    out: Path | None = None,
+    out: Path | None = None, tabnas_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run ``sections`` one process each; with ``out``, the report is saved after each
     section (an interrupted run keeps what finished)."""
     context = multiprocessing.get_context("spawn")
     report: dict[str, Any] = {"machine": machine(device), "preset": preset, "sections": {}}
     args = {
-        "device": device, "preset": preset, "index": index, "dataset": dataset, "threads": threads
+        "device": device, "preset": preset, "index": index, "dataset": dataset, "threads": threads,
+        "tabnas_options": tabnas_options or {},
     }
     for name in sections:
         queue = context.Queue()
@@ -764,9 +771,14 @@ def _rows(name: str, r: dict[str, Any]) -> list[list[str]]:
         ]
     if name == "fit":
         phases = r["tabnas"]["info"].get("timings", {})
+        extra = {k: v for k, v in r.get("tabnas_options", {}).items() if k != "preset"}
+        fit = (
+            "fit with " + ", ".join(f"{k}={v}" for k, v in extra.items()) if extra
+            else "default fit"
+        )
         return [
             [
-                f"{r['dataset']}: default fit vs FT-Transformer training (s)",
+                f"{r['dataset']}: {fit} vs FT-Transformer training (s)",
                 f"{r['tabnas']['fit_s']:.0f}",
                 f"{r['ft_transformer']['fit_s']:.0f}",
                 f"{r['tabnas_over_ft_transformer']:.2f}",
@@ -816,6 +828,27 @@ def _scores(test: dict[str, Any]) -> str:
     return ", ".join(f"{k} {v:.4g}" for k, v in test.items() if v is not None)
 
 
+def parse_options(pairs: list[str], parser: argparse.ArgumentParser) -> dict[str, Any]:
+    """``["search_width=0.5", "argmax_candidate=true"]`` -> ``{"search_width": 0.5, ...}``:
+    each value as JSON, else as a string; names checked against the estimator's."""
+    from tabnas import TabNASClassifier
+
+    known = set(TabNASClassifier().get_params())
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or name not in known:
+            parser.error(
+                f"--tabnas-option {pair!r}: expected NAME=VALUE with NAME one of"
+                f" {sorted(known)}"
+            )
+        try:
+            options[name] = json.loads(text)
+        except json.JSONDecodeError:
+            options[name] = text
+    return options
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.perf", description=__doc__.split("\n\n")[0]
@@ -831,9 +864,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--datasets-index", default=None, help="index.json of the shared datasets")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: torch's)")
+    parser.add_argument(
+        "--tabnas-option", action="append", default=[], metavar="NAME=VALUE",
+        help="an estimator parameter for the fit section's tabnas (repeatable; VALUE is read "
+        "as JSON, else as a string): --tabnas-option search_width=0.5",
+    )
     args = parser.parse_args(argv)
     report = run(args.sections, device=args.device, preset=args.preset, index=args.datasets_index,
-                 dataset=args.dataset, threads=args.threads, out=args.out)
+                 dataset=args.dataset, threads=args.threads, out=args.out,
+                 tabnas_options=parse_options(args.tabnas_option, parser))
     print("\n" + save(report, args.out))
     return report
 

@@ -46,3 +46,24 @@ def test_interleaved_timing_runs_the_names_in_turn_round_after_round():
     assert [i for name, i in calls[2:] if name == "a"] == [1, 2, 3, 4, 5, 6]
     assert {name: len(b) for name, b in blocks.items()} == {"a": 3, "b": 3}
     assert all(t >= 0 for b in blocks.values() for t in b)
+
+
+def test_the_fit_sections_tabnas_takes_estimator_parameters():
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    options = perf.parse_options(
+        ["search_width=0.5", "argmax_candidate=true", "selection=argmax"], parser
+    )
+    assert options == {"search_width": 0.5, "argmax_candidate": True, "selection": "argmax"}
+    with pytest.raises(SystemExit):
+        perf.parse_options(["widht=0.5"], parser)  # not a parameter of the estimator
+    with pytest.raises(SystemExit):
+        perf.parse_options(["search_width"], parser)  # no value
+    row = perf._rows("fit", {
+        "dataset": "d", "tabnas_options": {"preset": "medium", "search_width": 0.5},
+        "tabnas": {"fit_s": 10.0, "info": {}, "test": {"rmse": 1.0}},
+        "ft_transformer": {"fit_s": 20.0, "test": {"rmse": 2.0}},
+        "tabnas_over_ft_transformer": 0.5,
+    })[0]
+    assert row[0] == "d: fit with search_width=0.5 vs FT-Transformer training (s)"
