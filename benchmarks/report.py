@@ -12,8 +12,10 @@ ok row counts):
 - for every ``tabnas`` model, **wins / ties / losses** against each other model: a tie when
   the difference of the two means is within the larger of the two models' std over seeds
   (sample std; 0 with one seed);
+- where some model ran on fewer datasets than others, the average ranks over the datasets
+  every model ran on as well (the only ones that compare);
 - total and median fit time per model, and the ratio of each tabnas model's median fit
-  time to LightGBM's;
+  time to LightGBM's and to FT-Transformer's over the jobs (dataset, seed) both ran;
 - plots: ``normalised_scores.png`` (per dataset, 0 = the dummy model, 1 = the best model)
   and ``score_vs_time.png`` (normalised score against fit time, log scale).
 """
@@ -35,6 +37,7 @@ PRIMARY = {"binclass": "accuracy", "multiclass": "accuracy", "regression": "rmse
 HIGHER_IS_BETTER = {"accuracy": True, "roc_auc": True, "log_loss": False, "rmse": False, "r2": True}
 METRICS = ("accuracy", "roc_auc", "log_loss", "rmse", "r2")
 BASELINE_FOR_TIME = "lightgbm"
+NN_BASELINE_FOR_TIME = "ft_transformer"
 
 
 def is_tabnas(model: str) -> bool:
@@ -54,6 +57,27 @@ class Summary:
     wtl: dict[str, dict[str, tuple[int, int, int]]] = field(default_factory=dict)
     times: pd.DataFrame = field(default_factory=pd.DataFrame)
     fit_time_ratio: dict[str, float] = field(default_factory=dict)
+    """tabnas model -> its median fit time over LightGBM's, on the jobs both ran."""
+    nn_fit_time_ratio: dict[str, float] = field(default_factory=dict)
+    """tabnas model -> its median fit time over FT-Transformer's, on the jobs both ran."""
+
+    @property
+    def common_datasets(self) -> list[str]:
+        """The datasets on which every model has a result."""
+        if not len(self.ranks):
+            return []
+        return [str(d) for d in self.ranks.index[self.ranks.notna().all(axis=1)]]
+
+    @property
+    def common_rank(self) -> pd.Series:
+        """model -> mean rank over :attr:`common_datasets` (empty when there are none)."""
+        common = self.common_datasets
+        if not common:
+            return pd.Series(dtype=float)
+        return self.ranks.loc[common].mean(axis=0).sort_values()
+
+    def n_datasets(self, model: str) -> int:
+        return int(self.ranks[model].notna().sum()) if model in self.ranks else 0
 
 
 def last_rows(rows: list[dict[str, Any]]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -110,7 +134,9 @@ def summarise(rows: list[dict[str, Any]]) -> Summary:
         average_rank=average_rank,
     )
     summary.wtl = _wins_ties_losses(stats, primary)
-    summary.times, summary.fit_time_ratio = _times(ok)
+    summary.times = _times(ok)
+    summary.fit_time_ratio = _same_job_ratios(ok, BASELINE_FOR_TIME)
+    summary.nn_fit_time_ratio = _same_job_ratios(ok, NN_BASELINE_FOR_TIME)
     return summary
 
 
@@ -164,9 +190,9 @@ def _wins_ties_losses(
     return out
 
 
-def _times(ok: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, float]]:
+def _times(ok: pd.DataFrame) -> pd.DataFrame:
     if ok.empty:
-        return pd.DataFrame(), {}
+        return pd.DataFrame()
     frame = ok.copy()
     for column in ("fit_time_s", "predict_time_s", "wall_time_s", "peak_memory_mb", "n_parameters"):
         if column not in frame:
@@ -184,11 +210,30 @@ def _times(ok: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, float]]:
             "median_parameters": grouped["n_parameters"].median(),
         }
     )
-    ratio = {}
-    if BASELINE_FOR_TIME in times.index and times.loc[BASELINE_FOR_TIME, "median_fit_s"] > 0:
-        base = times.loc[BASELINE_FOR_TIME, "median_fit_s"]
-        ratio = {m: float(times.loc[m, "median_fit_s"] / base) for m in times.index if is_tabnas(m)}
-    return times, ratio
+    return times
+
+
+def _same_job_ratios(ok: pd.DataFrame, base: str) -> dict[str, float]:
+    """tabnas model -> median fit time over ``base``'s, both over the (dataset, seed) jobs
+    that both ran."""
+    if ok.empty or "fit_time_s" not in ok:
+        return {}
+    fit = ok.assign(fit_time_s=pd.to_numeric(ok["fit_time_s"], errors="coerce"))
+    by_model = {
+        model: group.set_index(["dataset", "seed"])["fit_time_s"].dropna()
+        for model, group in fit.groupby("model")
+    }
+    if base not in by_model:
+        return {}
+    ratios = {}
+    for model, times in by_model.items():
+        if not is_tabnas(model):
+            continue
+        common = times.index.intersection(by_model[base].index)
+        reference = by_model[base].loc[common].median() if len(common) else 0.0
+        if reference > 0:
+            ratios[model] = float(times.loc[common].median() / reference)
+    return ratios
 
 
 # ---- normalised scores ------------------------------------------------------------------
@@ -233,12 +278,21 @@ def headline(summary: Summary) -> str:
         return "No successful jobs yet."
     n_models = len(summary.average_rank)
     n_datasets = len(summary.primary)
+    common = summary.common_datasets
+    partial = len(common) < n_datasets
     parts = []
     for model in [m for m in summary.average_rank.index if is_tabnas(m)]:
+        n_own = summary.n_datasets(model)
         text = (
             f"**{model}**: average rank {summary.average_rank[model]:.2f} of {n_models} models"
-            f" on {n_datasets} dataset(s)"
+            + (f" on {n_own} of {n_datasets} datasets" if n_own < n_datasets
+               else f" on {n_datasets} dataset(s)")
         )
+        if partial and common:
+            text += (
+                f" ({summary.common_rank[model]:.2f} over the {len(common)} datasets every"
+                " model ran on)"
+            )
         records = summary.wtl.get(model, {})
         if records:
             text += "; wins/ties/losses " + ", ".join(
@@ -246,11 +300,26 @@ def headline(summary: Summary) -> str:
                 for other, (w, t, losses) in records.items()
                 if not is_tabnas(other)
             )
-        if model in summary.fit_time_ratio:
-            text += f"; median fit time {summary.fit_time_ratio[model]:.1f}× LightGBM's"
+        ratios = [
+            f"{ratio[model]:{spec}}× {name}'s"
+            for ratio, spec, name in (
+                (summary.fit_time_ratio, ".1f", "LightGBM"),
+                (summary.nn_fit_time_ratio, ".2f", "FT-Transformer"),
+            )
+            if model in ratio
+        ]
+        if ratios:
+            text += "; median fit time " + ", ".join(ratios) + " (same jobs)"
         parts.append(text + ".")
-    best = summary.average_rank.index[0]
-    parts.append(f"Best average rank: **{best}** ({summary.average_rank.iloc[0]:.2f}).")
+    if partial and common:
+        ranks = summary.common_rank
+        parts.append(
+            f"Best average rank over the {len(common)} datasets every model ran on:"
+            f" **{ranks.index[0]}** ({ranks.iloc[0]:.2f})."
+        )
+    else:
+        best = summary.average_rank.index[0]
+        parts.append(f"Best average rank: **{best}** ({summary.average_rank.iloc[0]:.2f}).")
     return " ".join(parts)
 
 
@@ -352,8 +421,15 @@ def render(
             ),
             "",
         ]
-        for model, ratio in summary.fit_time_ratio.items():
-            out.append(f"- median fit time of {model} / {BASELINE_FOR_TIME}: **{ratio:.1f}×**")
+        for ratios, base in (
+            (summary.fit_time_ratio, BASELINE_FOR_TIME),
+            (summary.nn_fit_time_ratio, NN_BASELINE_FOR_TIME),
+        ):
+            for model, ratio in ratios.items():
+                out.append(
+                    f"- median fit time of {model} / {base}, over the jobs both ran:"
+                    f" **{ratio:.2f}×**"
+                )
         out.append("")
 
     failures = summary.all_rows[summary.all_rows["status"] != "ok"] if len(summary.all_rows) else []

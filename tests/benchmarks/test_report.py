@@ -113,3 +113,26 @@ def test_report_files(tmp_path):
 def test_missing_results_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no results.jsonl"):
         report.write_report(tmp_path)
+
+
+def test_a_model_run_on_fewer_datasets_is_ranked_on_the_common_ones_too():
+    rows = [r for r in synthetic_rows() if not (r["model"] == "tabnas" and r["dataset"] == "r")]
+    for seed, (fit, value) in enumerate([(5.0, 0.84), (7.0, 0.86)]):  # FT-T on "c" only
+        rows.append({"dataset": "c", "model": "ft_transformer", "seed": seed,
+                     "task": "binclass", "status": "ok", "accuracy": value, "fit_time_s": fit})
+    summary = report.summarise(rows)
+    assert summary.common_datasets == ["c"]
+    assert summary.n_datasets("tabnas") == 1 and summary.n_datasets("xgboost") == 2
+    # on "c": lightgbm 0.85 and ft_transformer 0.85 tie for 1.5, xgboost 3, tabnas 4, dummy 5
+    assert summary.common_rank.to_dict() == pytest.approx(
+        {"lightgbm": 1.5, "ft_transformer": 1.5, "xgboost": 3.0, "tabnas": 4.0, "dummy": 5.0}
+    )
+    # fit times over the jobs both ran: tabnas (10, 20) on "c" against lightgbm (1, 1) and
+    # against ft_transformer (5, 7); lightgbm's "r" jobs do not count
+    assert summary.fit_time_ratio == pytest.approx({"tabnas": 15 / 1})
+    assert summary.nn_fit_time_ratio == pytest.approx({"tabnas": 15 / 6})
+    text = report.headline(summary)
+    assert "**tabnas**: average rank 4.00 of 5 models on 1 of 2 datasets" in text
+    assert "(4.00 over the 1 datasets every model ran on)" in text
+    assert "15.0× LightGBM's, 2.50× FT-Transformer's (same jobs)" in text
+    assert "Best average rank over the 1 datasets every model ran on: **" in text
