@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from benchmarks import run
 from benchmarks.config import available_configs, load_config, parse_config, select
+from benchmarks.datasets import default_index_path
 
 from .conftest import needs_shared_datasets
 
@@ -28,7 +30,9 @@ def test_shipped_configs_validate():
 @needs_shared_datasets  # its dataset names are checked against the index
 def test_standard_config_covers_the_brief():
     cfg = load_config("standard")
-    assert len(cfg.datasets) >= 10 and cfg.max_train_rows == 10_000 and len(cfg.seeds) == 3
+    assert cfg.max_train_rows == 10_000 and len(cfg.seeds) == 3
+    index = json.loads(default_index_path().read_text())
+    assert {d.name for d in cfg.datasets} == {d["name"] for d in index["datasets"]}  # all 21
     tabnas = next(m for m in cfg.models if m.name == "tabnas")
     assert tabnas.options.get("preset", "medium") == "medium"
     assert {m.family for m in cfg.models} >= {
@@ -38,6 +42,8 @@ def test_standard_config_covers_the_brief():
         "catboost",
         "resnet",
         "ft_transformer",
+        "tabm",
+        "realmlp",
         "tabnas",
     }
 
