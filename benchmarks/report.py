@@ -361,13 +361,14 @@ def render(
 
     out += ["## Average rank (primary metric, 1 = best)", ""]
     counts = summary.ranks.notna().sum(axis=0) if len(summary.ranks) else {}
-    out += [
-        _markdown_table(
-            ["model", "average rank", "datasets"],
-            [[m, f"{r:.2f}", str(int(counts[m]))] for m, r in summary.average_rank.items()],
-        ),
-        "",
-    ]
+    common = summary.common_datasets
+    header = ["model", "average rank", "datasets"]
+    body = [[m, f"{r:.2f}", str(int(counts[m]))] for m, r in summary.average_rank.items()]
+    if common and len(common) < len(summary.primary):  # coverage differs: the fair column
+        header.append(f"over the {len(common)} datasets every model ran on")
+        for row in body:
+            row.append(f"{summary.common_rank[row[0]]:.2f}")
+    out += [_markdown_table(header, body), ""]
 
     if summary.wtl:
         out += [

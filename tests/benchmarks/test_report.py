@@ -136,3 +136,6 @@ def test_a_model_run_on_fewer_datasets_is_ranked_on_the_common_ones_too():
     assert "(4.00 over the 1 datasets every model ran on)" in text
     assert "15.0× LightGBM's, 2.50× FT-Transformer's (same jobs)" in text
     assert "Best average rank over the 1 datasets every model ran on: **" in text
+    table = report.render(summary)
+    assert "| model | average rank | datasets | over the 1 datasets every model ran on |" in table
+    assert "| tabnas | 4.00 | 1 | 4.00 |" in table and "| xgboost | 2.00 | 2 | 3.00 |" in table
