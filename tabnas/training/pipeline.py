@@ -402,7 +402,7 @@ def search_select_retrain(
         argmax = outcome.argmax_architecture
         del outcome
         candidates = plan.space.candidates(selected)
-        if plan.argmax_candidate and argmax != selected and "cells" in plan.space.backbones:
+        if plan.argmax_candidate and argmax != selected:
             candidates.insert(1, argmax)  # after the selection: ties in weight go to it
     timings.setdefault("search_s", 0.0)
     timings.setdefault("selection_s", 0.0)
