@@ -280,6 +280,7 @@ def headline(summary: Summary) -> str:
     n_datasets = len(summary.primary)
     common = summary.common_datasets
     partial = len(common) < n_datasets
+    common_rank = summary.common_rank
     parts = []
     for model in [m for m in summary.average_rank.index if is_tabnas(m)]:
         n_own = summary.n_datasets(model)
@@ -290,7 +291,7 @@ def headline(summary: Summary) -> str:
         )
         if partial and common:
             text += (
-                f" ({summary.common_rank[model]:.2f} over the {len(common)} datasets every"
+                f" ({common_rank[model]:.2f} over the {len(common)} datasets every"
                 " model ran on)"
             )
         records = summary.wtl.get(model, {})
@@ -312,10 +313,9 @@ def headline(summary: Summary) -> str:
             text += "; median fit time " + ", ".join(ratios) + " (same jobs)"
         parts.append(text + ".")
     if partial and common:
-        ranks = summary.common_rank
         parts.append(
             f"Best average rank over the {len(common)} datasets every model ran on:"
-            f" **{ranks.index[0]}** ({ranks.iloc[0]:.2f})."
+            f" **{common_rank.index[0]}** ({common_rank.iloc[0]:.2f})."
         )
     else:
         best = summary.average_rank.index[0]
@@ -360,14 +360,16 @@ def render(
         out += [_markdown_table(["dataset", *models], body), ""]
 
     out += ["## Average rank (primary metric, 1 = best)", ""]
-    counts = summary.ranks.notna().sum(axis=0) if len(summary.ranks) else {}
     common = summary.common_datasets
     header = ["model", "average rank", "datasets"]
-    body = [[m, f"{r:.2f}", str(int(counts[m]))] for m, r in summary.average_rank.items()]
+    body = [
+        [m, f"{r:.2f}", str(summary.n_datasets(m))] for m, r in summary.average_rank.items()
+    ]
     if common and len(common) < len(summary.primary):  # coverage differs: the fair column
         header.append(f"over the {len(common)} datasets every model ran on")
+        common_rank = summary.common_rank
         for row in body:
-            row.append(f"{summary.common_rank[row[0]]:.2f}")
+            row.append(f"{common_rank[row[0]]:.2f}")
     out += [_markdown_table(header, body), ""]
 
     if summary.wtl:
