@@ -132,12 +132,21 @@ def test_each_recipe_variant_differs_from_the_base_by_one_ingredient():
         assert len(set(options) - set(base)) == 1 and options.items() >= base.items()
 
 
-def test_the_argmax_candidate_config_shares_the_recipe_base_and_splits():
-    cfg = load_config("argmax_candidate", check_local=False)
+@pytest.mark.parametrize(
+    ("name", "variant", "change"),
+    [
+        ("argmax_candidate", "tabnas-argmax", {"argmax_candidate": True}),
+        ("cells_value", "tabnas-no-cells", {"space": {"backbones": ["tabm", "retrieval"]}}),
+    ],
+)
+def test_ablations_share_the_recipe_base_and_splits(name, variant, change):
+    cfg = load_config(name, check_local=False)
     recipe = load_config("recipe", check_local=False)
     models = {m.name: m.options for m in cfg.models}
-    # its base is the recipe ablation's base, on the same datasets, seeds and cap
+    # the base is the recipe ablation's base, on the same datasets, seeds and cap, so the
+    # recipe's base rows can be reused and only the variant runs
+    assert sorted(models) == sorted(["tabnas", variant])
     assert models["tabnas"] == {m.name: m.options for m in recipe.models}["tabnas"]
-    assert models["tabnas-argmax"] == models["tabnas"] | {"argmax_candidate": True}
+    assert models[variant] == models["tabnas"] | change
     assert [d.name for d in cfg.datasets] == [d.name for d in recipe.datasets]
     assert (cfg.seeds, cfg.max_train_rows) == (recipe.seeds, recipe.max_train_rows)
