@@ -8,7 +8,8 @@ search's α (the ``argmax`` arm: one search serves both selectors). Options:
 - ``strategy``: a registered name (``"darts"``, ``"gdas"``, ...); ``strategy_options``: a
   table of the strategy's constructor arguments (``{weight_optimizer = "sgd",
   optimizer = "sgd"}`` for the optimizer study);
-- ``preset`` (default ``"medium"``), ``max_search_steps``, ``max_epochs``;
+- ``preset`` (default ``"medium"``), ``min_search_steps``, ``max_search_steps``,
+  ``max_epochs``;
   ``search_width`` (search and PT on a proxy supernet that many times as wide).
 
 Each arm records its val and (through :meth:`StrategyModel.score_arms`) test scores, fit
@@ -46,8 +47,8 @@ class StrategyModel(Adapter):
     uses_torch = True
     variants = True
     option_names = frozenset(
-        {"strategy", "strategy_options", "preset", "max_search_steps", "max_epochs",
-         "search_width"}
+        {"strategy", "strategy_options", "preset", "min_search_steps", "max_search_steps",
+         "max_epochs", "search_width"}
     )
     imports = ("tabnas",)
 
@@ -91,7 +92,7 @@ class StrategyModel(Adapter):
     def _fit_arm(self, X_train, y_train, X_val, y_val, arm: str, **params):
         budget = {
             k: self.options[k]
-            for k in ("max_search_steps", "max_epochs", "search_width")
+            for k in ("min_search_steps", "max_search_steps", "max_epochs", "search_width")
             if k in self.options
         }
         started = time.perf_counter()

@@ -17,6 +17,7 @@ from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils.validation import check_is_fitted
 
 from tabnas import Architecture, TabNASClassifier, TabNASRegressor
+from tabnas.estimators._presets import PRESETS
 from tabnas.nas.selection import Selector
 
 from .conftest import FAST
@@ -461,7 +462,7 @@ def test_predict_changes_nothing_and_threads_may_predict_at_once(fitted_mixed, m
 
 
 def test_bagging_auto_follows_the_preset_the_table_size_and_an_explicit_validation_set(cancer):
-    from tabnas.estimators._presets import BAG_MAX_ROWS, PRESETS
+    from tabnas.estimators._presets import BAG_MAX_ROWS
 
     X, y = cancer
     base = dict(max_search_steps=4, max_epochs=2, ensemble_size=2, device="cpu", random_state=0)
@@ -505,6 +506,33 @@ def test_retraining_batches_grow_on_cuda_only_where_an_epoch_keeps_its_steps():
     )
     given = TabNASRegressor(batch_size=256)._plan(n_train=13_209, cuda=True)
     assert (given.retrain_batch_size, given.retrain_lr_scale) == (256, 1.0)  # the user's choice
+
+
+def test_the_search_length_overrides_reach_the_search_and_stay_ordered():
+    preset = PRESETS["medium"]
+    plan = TabNASClassifier()._plan(n_train=1_000).search
+    assert (plan.min_steps, plan.max_steps) == (preset.min_steps, preset.max_steps)
+    plan = TabNASClassifier(min_search_steps=60)._plan(n_train=1_000).search
+    assert (plan.min_steps, plan.max_steps) == (60, preset.max_steps)
+    # the minimum never exceeds the maximum, whichever of the two the user set
+    plan = TabNASClassifier(min_search_steps=500, max_search_steps=80)._plan(n_train=1_000).search
+    assert (plan.min_steps, plan.max_steps) == (80, 80)
+    with pytest.raises(ValueError, match="min_search_steps"):
+        TabNASClassifier(min_search_steps=0).fit(np.zeros((8, 2)), [0, 1] * 4)
+
+
+def test_a_search_stops_once_past_its_minimum_without_improvement(cancer):
+    X, y = cancer
+    X, y = X[:200], y[:200]
+    budget = {**FAST, "max_search_steps": 150, "max_epochs": 1, "ensemble_size": 1}
+    full = TabNASClassifier(**budget, min_search_steps=150).fit(X, y)
+    short = TabNASClassifier(**budget, min_search_steps=1).fit(X, y)
+    assert full.fit_info_["search_steps"] == 150
+    rows = short.history_.phase("search")
+    assert short.fit_info_["search_steps"] == rows[-1]["step"] < 150
+    # it stopped because the architecture half's loss had not improved for `patience` evaluations
+    best = min(range(len(rows)), key=lambda i: rows[i]["val_loss"])
+    assert len(rows) - 1 - best >= PRESETS["fast"].search_patience
 
 
 def test_recipe_options_reach_the_fit(cancer):

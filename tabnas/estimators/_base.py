@@ -42,8 +42,9 @@ from tabnas.training.search import SearchConfig
 logger = logging.getLogger(__name__)
 
 _NUMBER_PARAMS = (
-    "time_limit", "validation_fraction", "max_search_steps", "ensemble_size", "bag_folds",
-    "max_epochs", "patience", "batch_size", "label_smoothing", "search_width",
+    "time_limit", "validation_fraction", "min_search_steps", "max_search_steps",
+    "ensemble_size", "bag_folds", "max_epochs", "patience", "batch_size", "label_smoothing",
+    "search_width",
 )
 _NUMBER_EXAMPLES = {
     "time_limit": 600, "validation_fraction": 0.2, "batch_size": 256, "label_smoothing": 0.1,
@@ -66,6 +67,7 @@ class BaseTabNAS(BaseEstimator, ABC):
         "time_limit": [Interval(Real, 0, None, closed="neither"), None],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "categorical_features": ["array-like", None],
+        "min_search_steps": [Interval(Integral, 1, None, closed="left"), None],
         "max_search_steps": [Interval(Integral, 1, None, closed="left"), None],
         "ensemble_size": [Interval(Integral, 1, None, closed="left"), None],
         "bag_folds": [Interval(Integral, 0, None, closed="left"), StrOptions({"auto"})],
@@ -92,6 +94,7 @@ class BaseTabNAS(BaseEstimator, ABC):
         time_limit: float | None = None,
         validation_fraction: float = 0.2,
         categorical_features=None,
+        min_search_steps: int | None = None,
         max_search_steps: int | None = None,
         ensemble_size: int | None = None,
         bag_folds: int | str = "auto",
@@ -114,6 +117,7 @@ class BaseTabNAS(BaseEstimator, ABC):
         self.time_limit = time_limit
         self.validation_fraction = validation_fraction
         self.categorical_features = categorical_features
+        self.min_search_steps = min_search_steps
         self.max_search_steps = max_search_steps
         self.ensemble_size = ensemble_size
         self.bag_folds = bag_folds
@@ -338,7 +342,7 @@ class BaseTabNAS(BaseEstimator, ABC):
                 batch_size=batch_size,
                 lr=preset.lr,
                 weight_decay=preset.weight_decay,
-                min_steps=min(preset.min_steps, max_steps),
+                min_steps=min(self.min_search_steps or preset.min_steps, max_steps),
                 max_steps=max_steps,
                 warmup_steps=min(preset.warmup_steps, max_steps // 3),
                 patience=preset.search_patience,

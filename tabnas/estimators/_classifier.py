@@ -57,6 +57,10 @@ class TabNASClassifier(ClassifierMixin, BaseTabNAS):
     categorical_features : array-like of str, int or bool, default=None
         The categorical columns. ``None`` takes pandas ``category``, ``object``, ``string``
         and ``bool`` columns.
+    min_search_steps : int, default=None
+        Override the preset's least number of weight steps before the search may stop
+        (it stops once the architecture half's loss has not improved for the preset's
+        patience, or at ``max_search_steps``); capped by ``max_search_steps``.
     max_search_steps : int, default=None
         Override the preset's largest number of weight steps in the search.
     ensemble_size : int, default=None

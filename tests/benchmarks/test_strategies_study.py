@@ -87,6 +87,10 @@ def test_only_a_pair_that_ran_on_every_dataset_can_rank_first(tmp_path):
 def test_the_study_searches_at_the_presets_width_but_one_variant():
     config = load_config("strategies", check_local=False)
     widths = {m.name: m.options.get("search_width") for m in config.models}
+    lengths = {m.name: m.options.get("min_search_steps") for m in config.models}
+    # and at the preset's search length but one
+    assert lengths.pop("strategy-darts-short") == 60 < PRESETS["medium"].min_steps
+    assert set(lengths.values()) == {None}
     # every variant follows the preset ("medium": a half-width proxy) but one
     assert widths.pop("strategy-darts-full-width") == 1.0
     assert set(widths.values()) == {None}
