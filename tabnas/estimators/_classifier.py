@@ -60,7 +60,8 @@ class TabNASClassifier(ClassifierMixin, BaseTabNAS):
     min_search_steps : int, default=None
         Override the preset's least number of weight steps before the search may stop
         (it stops once the architecture half's loss has not improved for the preset's
-        patience, or at ``max_search_steps``); capped by ``max_search_steps``.
+        patience, or at ``max_search_steps``); capped by ``max_search_steps``. The
+        strategies' schedules (GDAS's temperature, ...) span it.
     max_search_steps : int, default=None
         Override the preset's largest number of weight steps in the search.
     ensemble_size : int, default=None
