@@ -46,10 +46,9 @@ class StrategyModel(Adapter):
     package = "tabnas"
     uses_torch = True
     variants = True
-    option_names = frozenset(
-        {"strategy", "strategy_options", "preset", "min_search_steps", "max_search_steps",
-         "max_epochs", "search_width"}
-    )
+    budget_options = ("min_search_steps", "max_search_steps", "max_epochs", "search_width")
+    """Options passed to every arm's estimator as they are."""
+    option_names = frozenset({"strategy", "strategy_options", "preset", *budget_options})
     imports = ("tabnas",)
 
     def fit(self, X_train, y_train, X_val, y_val):
@@ -90,11 +89,7 @@ class StrategyModel(Adapter):
         return TabNASClassifier if self.is_classification else TabNASRegressor
 
     def _fit_arm(self, X_train, y_train, X_val, y_val, arm: str, **params):
-        budget = {
-            k: self.options[k]
-            for k in ("min_search_steps", "max_search_steps", "max_epochs", "search_width")
-            if k in self.options
-        }
+        budget = {k: self.options[k] for k in self.budget_options if k in self.options}
         started = time.perf_counter()
         est = self._estimator_class()(
             random_state=self.seed, ensemble_size=1, bag_folds=0, **budget, **params
