@@ -500,12 +500,17 @@ def test_retraining_batches_grow_on_cuda_only_where_an_epoch_keeps_its_steps():
         batch, _ = device_batch_size(256, n, cuda=True)
         assert batch == 256 or n // batch >= MIN_STEPS_PER_EPOCH
 
+    cpu = TabNASRegressor()._plan(n_train=13_209, cuda=False)
     auto = TabNASRegressor()._plan(n_train=13_209, cuda=True)
     assert (auto.search.batch_size, auto.retrain_batch_size, auto.retrain_lr_scale) == (
-        256, 1024, 2.0,
+        1024, 1024, 2.0,
     )
+    # the search keeps its passes over the data: a quarter of the steps, lr x 2
+    assert auto.search == cpu.search.for_device_batch(4)
+    assert (auto.search.max_steps, auto.search.lr_scale) == (cpu.search.max_steps // 4, 2.0)
     given = TabNASRegressor(batch_size=256)._plan(n_train=13_209, cuda=True)
     assert (given.retrain_batch_size, given.retrain_lr_scale) == (256, 1.0)  # the user's choice
+    assert given.search == cpu.search
 
 
 def test_the_search_length_overrides_reach_the_search_and_stay_ordered():

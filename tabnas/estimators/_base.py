@@ -338,6 +338,7 @@ class BaseTabNAS(BaseEstimator, ABC):
         max_steps = self.max_search_steps or preset.max_steps
         return FitPlan(
             space=self.search_space(),
+            # the search draws the device's batch too, with as many passes over the data
             search=SearchConfig(
                 batch_size=batch_size,
                 lr=preset.lr,
@@ -347,7 +348,7 @@ class BaseTabNAS(BaseEstimator, ABC):
                 warmup_steps=min(preset.warmup_steps, max_steps // 3),
                 patience=preset.search_patience,
                 tune_steps=preset.tune_steps,
-            ),
+            ).for_device_batch(retrain_batch // batch_size),
             strategy=self.search_strategy,
             selection=self.selection,
             selection_criterion=self._selection_criterion(),

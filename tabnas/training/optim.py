@@ -199,6 +199,14 @@ def anneal_arch_lr(optimizer: torch.optim.Optimizer, progress: float, *, scale: 
             group["lr"] = scale * cosine(group["initial_lr"], group["final_lr"], progress)
 
 
+def scale_fixed_lrs(optimizer: torch.optim.Optimizer, factor: float) -> None:
+    """Multiply by ``factor`` the lr of every group of ``optimizer`` that carries no schedule
+    (Adam's α; :func:`anneal_arch_lr` scales the others at each step)."""
+    for group in optimizer.param_groups:
+        if "final_lr" not in group:
+            group["lr"] *= factor
+
+
 def _fusable(params: list[nn.Parameter]) -> bool:
     return bool(params) and all(
         p.dtype in (torch.float32, torch.float16, torch.bfloat16, torch.float64)

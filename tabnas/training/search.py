@@ -29,7 +29,13 @@ from tabnas.training.loop import (
     recover,
     score_supernet,
 )
-from tabnas.training.optim import anneal_arch_lr, cosine, set_lr, weight_recipe
+from tabnas.training.optim import (
+    anneal_arch_lr,
+    cosine,
+    scale_fixed_lrs,
+    set_lr,
+    weight_recipe,
+)
 
 HESSIAN_ROWS = 256
 """Rows of the architecture half (the first of the scoring rows) in the fixed batch of
@@ -62,6 +68,9 @@ class SearchConfig:
     """Tuning lr, as fractions of the search's starting lr (``lr`` for AdamW, 0.025 for
     SGD): cosine from the first to the second (darts-pt's 0.0025 -> 0.001 for SGD)."""
     grad_clip: float = 5.0
+    lr_scale: float = 1.0
+    """A factor on every learning rate of the search and the tuning, the weights' and α's
+    (:meth:`for_device_batch`'s square-root rule; 1 on the CPU)."""
     max_score_rows: int = 4096
     """Rows of the architecture half that selection scores on (all of them below this)."""
 
@@ -74,6 +83,26 @@ class SearchConfig:
             self, max_steps=max_steps, min_steps=min(max(1, round(self.min_steps * share)),
                                                      max_steps),
             warmup_steps=round(self.warmup_steps * share),
+        )
+
+    def for_device_batch(self, factor: int) -> SearchConfig:
+        """The same search in batches ``factor`` times larger: the step budgets (minimum,
+        maximum, warm-up, tuning per decision) divided by ``factor``, so that the search
+        makes as many passes over the data, and every learning rate times √factor, the
+        square-root rule for Adam-type optimizers (Malladi et al. 2022) that retraining's
+        device batch follows too. Patience counts evaluations, which come once per pass."""
+        if factor == 1:
+            return self
+        def fewer(steps: int) -> int:
+            return max(1, math.ceil(steps / factor))
+
+        max_steps = fewer(self.max_steps)
+        return dataclasses.replace(
+            self, batch_size=self.batch_size * factor, lr_scale=self.lr_scale * math.sqrt(factor),
+            max_steps=max_steps, min_steps=min(fewer(self.min_steps), max_steps),
+            warmup_steps=self.warmup_steps // factor,
+            tune_steps=math.ceil(self.tune_steps / factor),
+            eval_every=None if self.eval_every is None else fewer(self.eval_every),
         )
 
     def __post_init__(self) -> None:
@@ -146,7 +175,10 @@ class SupernetTrainer:
         self.tune_steps = config.tune_steps
         self._good_state = self._weights_snapshot()  # restored after a non-finite loss
         self.recoveries = 0
-        self.lr_scale = 1.0  # every recovery divides the learning rates by 10
+        # the device batch's factor; every recovery divides it by 10
+        self.lr_scale = config.lr_scale
+        if strategy.optimizer is not None:  # SGD's α lr follows lr_scale in _set_lrs
+            scale_fixed_lrs(strategy.optimizer, config.lr_scale)
         self.score_chunk_rows = SCORE_CHUNK_ROWS  # halved if scoring runs out of memory
 
     @property

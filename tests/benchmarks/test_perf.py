@@ -67,3 +67,24 @@ def test_the_fit_sections_tabnas_takes_estimator_parameters():
         "tabnas_over_ft_transformer": 0.5,
     })[0]
     assert row[0] == "d: fit with search_width=0.5 vs FT-Transformer training (s)"
+
+
+def test_the_batch_sections_middle_variant_is_the_search_in_cpu_batches_and_is_undone():
+    from tabnas import TabNASRegressor
+
+    def plan():
+        return TabNASRegressor()._plan(n_train=13_209, cuda=True)
+
+    cpu_search = TabNASRegressor()._plan(n_train=13_209, cuda=False).search
+    with perf._search_in_cpu_batches():
+        inside = plan()
+    assert inside.search == cpu_search and inside.retrain_batch_size == 1024
+    assert plan().search.batch_size == 1024  # the default is back
+    run = {"fit_s": 10.0, "info": {"timings": {"search": 4.0}}, "test": {"rmse": 1.0},
+           "fit_info": {"batch_size": 1024, "retrain_batch_size": 1024, "ensemble_val": {}}}
+    rows = perf._rows("batch", {
+        "dataset": "d", "preset": "medium", "device": "cuda:0", "device_batch": run,
+        "cpu_search_batch": {**run, "fit_s": 15.0}, "cpu_batch": {**run, "fit_s": 20.0},
+    })
+    assert [row[3] for row in rows[::2]] == ["1.00", "1.50", "2.00"]  # older reports: cpu_batch
+    assert "search in the CPU's batch" in rows[2][0] and "search 4" in rows[0][1]

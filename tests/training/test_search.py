@@ -7,7 +7,7 @@ import torch
 from tabnas.devices import resolve_device
 from tabnas.nas.ops import OpSettings
 from tabnas.nas.space import SearchSpace
-from tabnas.nas.strategies import SecondOrderDARTS, make_strategy
+from tabnas.nas.strategies import DARTS, SecondOrderDARTS, make_strategy
 from tabnas.nas.supernet import SuperNetwork
 from tabnas.training.data import TensorData
 from tabnas.training.history import History
@@ -37,7 +37,7 @@ def trainer(strategy="darts", seed=0, **config):
     )
     return SupernetTrainer(
         net,
-        make_strategy(strategy).bind(net),
+        (make_strategy(strategy) if isinstance(strategy, str) else strategy).bind(net),
         weight_data=classification_data(160, seed + 1),
         arch_data=classification_data(96, seed + 2),
         task=Task("classification", 2),
@@ -131,6 +131,34 @@ def test_tuning_is_counted_in_steps_capped_by_the_search_and_anneals_the_lr():
     assert lrs == sorted(lrs, reverse=True)
     assert lrs[0] < 3e-3 * 0.1 and lrs[-1] == pytest.approx(3e-3 * 0.04, rel=0.05)
     assert len(t.history.phase("select")) == 4
+
+
+def test_a_device_batch_search_makes_as_many_passes_at_sqrt_scaled_learning_rates():
+    config = SearchConfig(
+        batch_size=256, lr=1e-3, weight_decay=0.0, min_steps=200, max_steps=1000,
+        warmup_steps=60, tune_steps=100,
+    )
+    assert config.for_device_batch(1) is config
+    big = config.for_device_batch(4)
+    assert (big.batch_size, big.min_steps, big.max_steps, big.warmup_steps, big.tune_steps) == (
+        1024, 50, 250, 15, 25,
+    )
+    assert big.lr_scale == 2.0 and big.lr == config.lr and big.patience == config.patience
+    tiny = SearchConfig(batch_size=8, lr=1e-3, weight_decay=0.0, min_steps=3, max_steps=3)
+    assert (tiny.for_device_batch(4).min_steps, tiny.for_device_batch(4).max_steps) == (1, 1)
+
+    # the weights' and α's learning rates both follow lr_scale, for Adam's α and SGD's
+    for optimizer in ("adam", "sgd"):
+        plain = trainer(DARTS(optimizer=optimizer), min_steps=1, max_steps=1)
+        scaled = trainer(
+            DARTS(optimizer=optimizer), min_steps=1, max_steps=1, lr_scale=4.0
+        )
+        for t in (plain, scaled):
+            t.step(arch_step=True)
+        weight_lrs = [t.optimizer.param_groups[0]["lr"] for t in (plain, scaled)]
+        alpha_lrs = [t.strategy.optimizer.param_groups[0]["lr"] for t in (plain, scaled)]
+        assert weight_lrs[1] == pytest.approx(4 * weight_lrs[0])
+        assert alpha_lrs[1] == pytest.approx(4 * alpha_lrs[0])
 
 
 def test_virtual_step_is_the_step_adamw_really_takes():
