@@ -21,7 +21,14 @@ def test_docstring_examples(module):
     assert result.attempted > 0 and result.failed == 0
 
 
-@pytest.mark.parametrize("page", ["README.md", "docs/usage.md", "docs/sklearn.md"])
+@pytest.mark.parametrize(
+    "page",
+    [  # the two longest pages fit several models: about a minute each, run by `make test-slow`
+        pytest.param("README.md", marks=pytest.mark.slow),
+        pytest.param("docs/usage.md", marks=pytest.mark.slow),
+        "docs/sklearn.md",
+    ],
+)
 def test_python_blocks_of_the_docs_run(page, tmp_path, monkeypatch):
     blocks = re.findall(r"```python\n(.*?)```", (ROOT / page).read_text(), flags=re.S)
     assert blocks, f"{page} shows Python usage"

@@ -146,6 +146,7 @@ def test_explicit_validation_set_is_used(cancer):
         TabNASClassifier(**FAST).fit(X, y, X_val=X[:10])
 
 
+@pytest.mark.slow  # about 30-60 s on 2 cores: `make test-slow` (and CI) runs it
 def test_same_seed_same_predictions_and_different_seed_differs(cancer):
     X, y = cancer[0][:200], cancer[1][:200]
     a = TabNASClassifier(**FAST).fit(X, y).predict_proba(X)
@@ -171,7 +172,7 @@ def test_clone_gives_an_unfitted_copy_with_the_same_params(fitted_mixed):
         check_is_fitted(copy)
 
 
-@pytest.mark.parametrize("n_jobs", [1, 2])
+@pytest.mark.parametrize("n_jobs", [pytest.param(1, marks=pytest.mark.slow), 2])
 def test_grid_search_over_selection(cancer, n_jobs):
     X, y = cancer[0][:150], cancer[1][:150]
     search = GridSearchCV(
@@ -461,6 +462,7 @@ def test_predict_changes_nothing_and_threads_may_predict_at_once(fitted_mixed, m
     assert fitted_mixed.fit_info_["cpu_threads"] >= 1
 
 
+@pytest.mark.slow  # about 30-60 s on 2 cores: `make test-slow` (and CI) runs it
 def test_bagging_auto_follows_the_preset_the_table_size_and_an_explicit_validation_set(cancer):
     from tabnas.estimators._presets import BAG_MAX_ROWS
 
@@ -526,6 +528,7 @@ def test_the_search_length_overrides_reach_the_search_and_stay_ordered():
         TabNASClassifier(min_search_steps=0).fit(np.zeros((8, 2)), [0, 1] * 4)
 
 
+@pytest.mark.slow  # about 30-60 s on 2 cores: `make test-slow` (and CI) runs it
 def test_a_search_stops_once_past_its_minimum_without_improvement(cancer):
     X, y = cancer
     X, y = X[:200], y[:200]
@@ -540,6 +543,7 @@ def test_a_search_stops_once_past_its_minimum_without_improvement(cancer):
     assert len(rows) - 1 - best >= PRESETS["fast"].search_patience
 
 
+@pytest.mark.slow  # about 30-60 s on 2 cores: `make test-slow` (and CI) runs it
 def test_recipe_options_reach_the_fit(cancer):
     X, y = cancer
     model = TabNASClassifier(**FAST, numeric_scaling="robust", label_smoothing=0.1)
