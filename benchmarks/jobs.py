@@ -9,6 +9,7 @@ down; the child ends itself when its parent dies (a killed run leaves no job run
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -21,6 +22,7 @@ import tempfile
 import threading
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -105,8 +107,8 @@ def execute(job: Job) -> dict[str, Any]:
     try:
         from benchmarks.models import adapter_class
 
-        _set_threads(job.threads, torch_needed=adapter_class(job.model.family).uses_torch)
-        row.update(_fit_and_score(job))
+        with _job_threads(job.threads, torch_needed=adapter_class(job.model.family).uses_torch):
+            row.update(_fit_and_score(job))
         row["status"] = "ok"
     except Exception as error:  # a failed job is recorded, not raised
         row["status"] = "error"
@@ -211,14 +213,47 @@ def _load_average() -> float | None:
         return None
 
 
-def _set_threads(threads: int, *, torch_needed: bool) -> None:
-    """Threads per job: environment for native libraries, torch's intra-op threads."""
-    for name in THREAD_VARIABLES:
-        os.environ[name] = str(threads)
-    if torch_needed or "torch" in sys.modules:
-        import torch
+_THREADS_LOCK = threading.Lock()
+_threads_saved: list[Any] = []  # what the process had before the first of its running jobs
+_jobs_running = 0
 
-        torch.set_num_threads(threads)
+
+@contextlib.contextmanager
+def _job_threads(threads: int, *, torch_needed: bool) -> Iterator[None]:
+    """Threads for the length of a job: the environment for native libraries and torch's
+    intra-op threads, restored when the last job running in this process ends (jobs may
+    run in threads of one process, and these settings belong to the process). A job run in
+    the caller's process must not leave it with more threads than it had: two processes
+    that each run torch on all the cores of a small machine slow each other down many
+    times over."""
+    global _jobs_running
+    if torch_needed:
+        import torch  # noqa: F401  (before saving: torch reads its default threads at import)
+    with _THREADS_LOCK:
+        torch_module = sys.modules.get("torch")
+        if _jobs_running == 0:
+            saved_env = {name: os.environ.get(name) for name in THREAD_VARIABLES}
+            saved_torch = torch_module.get_num_threads() if torch_module is not None else None
+            _threads_saved[:] = [saved_env, saved_torch]
+        _jobs_running += 1
+        for name in THREAD_VARIABLES:
+            os.environ[name] = str(threads)
+        if torch_module is not None:
+            torch_module.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        with _THREADS_LOCK:
+            _jobs_running -= 1
+            if _jobs_running == 0:
+                saved_env, saved_torch = _threads_saved
+                for name, value in saved_env.items():
+                    if value is None:
+                        os.environ.pop(name, None)
+                    else:
+                        os.environ[name] = value
+                if saved_torch is not None:
+                    sys.modules["torch"].set_num_threads(saved_torch)
 
 
 def versions(family: str) -> dict[str, str | None]:
