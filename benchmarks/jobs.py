@@ -213,47 +213,54 @@ def _load_average() -> float | None:
         return None
 
 
-_THREADS_LOCK = threading.Lock()
-_threads_saved: list[Any] = []  # what the process had before the first of its running jobs
-_jobs_running = 0
+class _ProcessThreads:
+    """The process's thread settings while jobs run in it: the first job to change one
+    records its value, and the last job to end puts every recorded value back (jobs may
+    run in threads of one process, and these settings belong to the process)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running = 0
+        self._env: dict[str, str | None] = {}
+        self._torch: int | None = None
+
+    @contextlib.contextmanager
+    def limit(self, threads: int, *, torch_needed: bool) -> Iterator[None]:
+        if torch_needed:
+            import torch  # noqa: F401  (imported before recording: it reads its default then)
+        with self._lock:
+            if self._running == 0:
+                self._env = {name: os.environ.get(name) for name in THREAD_VARIABLES}
+            self._running += 1
+            os.environ.update({name: str(threads) for name in THREAD_VARIABLES})
+            torch = sys.modules.get("torch")
+            if torch is not None:
+                if self._torch is None:
+                    self._torch = torch.get_num_threads()
+                torch.set_num_threads(threads)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._running -= 1
+                if self._running == 0:
+                    self._restore()
+
+    def _restore(self) -> None:
+        for name, value in self._env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        if self._torch is not None:
+            sys.modules["torch"].set_num_threads(self._torch)
+            self._torch = None
 
 
-@contextlib.contextmanager
-def _job_threads(threads: int, *, torch_needed: bool) -> Iterator[None]:
-    """Threads for the length of a job: the environment for native libraries and torch's
-    intra-op threads, restored when the last job running in this process ends (jobs may
-    run in threads of one process, and these settings belong to the process). A job run in
-    the caller's process must not leave it with more threads than it had: two processes
-    that each run torch on all the cores of a small machine slow each other down many
-    times over."""
-    global _jobs_running
-    if torch_needed:
-        import torch  # noqa: F401  (before saving: torch reads its default threads at import)
-    with _THREADS_LOCK:
-        torch_module = sys.modules.get("torch")
-        if _jobs_running == 0:
-            saved_env = {name: os.environ.get(name) for name in THREAD_VARIABLES}
-            saved_torch = torch_module.get_num_threads() if torch_module is not None else None
-            _threads_saved[:] = [saved_env, saved_torch]
-        _jobs_running += 1
-        for name in THREAD_VARIABLES:
-            os.environ[name] = str(threads)
-        if torch_module is not None:
-            torch_module.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        with _THREADS_LOCK:
-            _jobs_running -= 1
-            if _jobs_running == 0:
-                saved_env, saved_torch = _threads_saved
-                for name, value in saved_env.items():
-                    if value is None:
-                        os.environ.pop(name, None)
-                    else:
-                        os.environ[name] = value
-                if saved_torch is not None:
-                    sys.modules["torch"].set_num_threads(saved_torch)
+# A job run in the caller's process must not leave it with more threads than it had: two
+# processes that each run torch on all the cores of a small machine slow each other down
+# many times over.
+_job_threads = _ProcessThreads().limit
 
 
 def versions(family: str) -> dict[str, str | None]:

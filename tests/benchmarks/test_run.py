@@ -71,12 +71,10 @@ def test_time_limit_kills_and_records_timeout(tmp_path, tiny_index):
     assert "time limit" in rows[0]["error"]
 
 
-def test_in_process_and_dry_run(tmp_path, tiny_index, capsys, monkeypatch):
+def test_in_process_and_dry_run(tmp_path, tiny_index, capsys, monkeypatch, one_torch_thread):
     import torch
 
     # Jobs run in this process take two threads each, then hand back what the process had.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     config = _config(tmp_path, tiny_index, extra="seeds = 2")
     run.main([config, "--out", str(tmp_path / "out"), "--dry-run"])
@@ -103,9 +101,7 @@ def test_in_process_and_dry_run(tmp_path, tiny_index, capsys, monkeypatch):
     assert sorted(r["seed"] for r in rows) == [0, 1] and {r["status"] for r in rows} == {"ok"}
     assert rows[0]["split_id"] != rows[1]["split_id"]
     assert {r["cpu_threads"] for r in rows} == {2}
-    after = torch.get_num_threads()
-    torch.set_num_threads(before)
-    assert after == 1 and "OMP_NUM_THREADS" not in os.environ
+    assert torch.get_num_threads() == 1 and "OMP_NUM_THREADS" not in os.environ
 
 
 def test_append_row_writes_whole_lines(tmp_path):
