@@ -70,3 +70,10 @@ def test_cpu_threads_never_exceed_the_allowed_cpus(monkeypatch):
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_cuda_index_the_machine_lacks_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert resolve_device("cuda:1", cuda_available=True, cuda_device_count=2).device.index == 1
+    with pytest.raises(ValueError, match=r"has 1 CUDA device\(s\), cuda:0 to cuda:0"):
+        resolve_device("cuda:3", cuda_available=True, cuda_device_count=1)

@@ -133,6 +133,11 @@ CASES = [
         TypeError, "dense data is required.*toarray",
     ),
     Case(
+        "shape", "validation_fraction leaving one training row",
+        lambda: reg(validation_fraction=0.9).fit(NUM[:4], TARGET[:4]),
+        ValueError, "validation_fraction=0.9 leaves 1 of 4 rows for training.*pass X_val",
+    ),
+    Case(
         "shape", "50 classes on 100 rows",
         lambda: clf().fit(RNG.normal(size=(100, 2)), np.arange(100) % 50),
         check=fits,
@@ -172,6 +177,11 @@ CASES = [
         "values", "complex numbers",
         lambda: clf().fit(NUM + 1j, LABELS),
         ValueError, "Complex data not supported",
+    ),
+    Case(
+        "values", "a complex column in a frame",
+        lambda: clf().fit(frame(z=NUM[:, 0] + 1j), LABELS),
+        ValueError, "Complex data not supported: column 'z' holds complex.*two columns",
     ),
     Case(
         "values", "numbers written as text",
@@ -229,6 +239,11 @@ CASES = [
         ValueError, "column 'when' holds dates",
     ),
     Case(
+        "dates", "a pandas Period column",
+        lambda: clf().fit(frame(month=pd.period_range("2024-01", periods=N, freq="M")), LABELS),
+        ValueError, "column 'month' holds dates",
+    ),
+    Case(
         "objects", "lists in a column",
         lambda: clf().fit(frame(tags=[[1, 2]] * N), LABELS),
         ValueError, "column 'tags' is categorical but holds list values.*astype\\(str\\)",
@@ -237,6 +252,11 @@ CASES = [
         "objects", "dicts in a column",
         lambda: clf().fit(frame(meta=[{"k": 1}] * N), LABELS),
         ValueError, "column 'meta' is categorical but holds dict values",
+    ),
+    Case(
+        "objects", "an interval column",
+        lambda: clf().fit(frame(span=pd.Series(pd.interval_range(0, N))), LABELS),
+        ValueError, "column 'span' holds intervals.*mid.*astype\\(str\\)",
     ),
     Case(
         "objects", "sets in a column",
@@ -311,6 +331,14 @@ CASES = [
         ),
         check=predicts,
     ),
+    Case(
+        "categorical", "NaN among text in a list of lists",
+        lambda: clf(categorical_features=[1]).fit(
+            [[x, np.nan if i % 5 == 0 else "ab"[i % 2]] for i, x in enumerate(NUM[:, 0])],
+            LABELS,
+        ),
+        check=lambda est: list(est.preprocessor_.categories_[0]) == ["a", "b"],
+    ),
     # ---- column names --------------------------------------------------------------------
     Case("names", "integer column names", lambda: clf().fit(pd.DataFrame(NUM), LABELS), check=fits),
     Case(
@@ -382,6 +410,18 @@ CASES = [
         ValueError, "1 missing label.*drop those rows",
     ),
     Case(
+        "labels", "NaN among text labels in a list",
+        lambda: clf().fit(NUM, ["a", "b"] * (N // 2 - 1) + ["a", np.nan]),
+        ValueError, "y contains 1 missing label.*drop those rows",
+    ),
+    Case(
+        "labels", "a missing label in y_val",
+        lambda: clf().fit(
+            NUM, LABELS, X_val=NUM[:4], y_val=np.array([0, 1, None, 1], dtype=object)
+        ),
+        ValueError, "y_val contains 1 missing label",
+    ),
+    Case(
         "labels", "labels of mixed types in an object array",
         lambda: clf().fit(NUM, np.array([1, "a"] * (N // 2), dtype=object)),
         ValueError, "mixes label types.*one type",
@@ -436,6 +476,11 @@ CASES = [
         "targets", "an integer target",
         lambda: reg().fit(NUM, (TARGET * 10).astype(int)),
         check=fits,
+    ),
+    Case(
+        "targets", "NaN in y_val",
+        lambda: reg().fit(NUM, TARGET, X_val=NUM[:4], y_val=[np.nan, 1.0, 2.0, 3.0]),
+        ValueError, "Input y_val contains NaN",
     ),
     # ---- parameters and arguments ----------------------------------------------------
     Case(

@@ -135,7 +135,8 @@ class BaseTabNAS(BaseEstimator, ABC):
     # ---- the task-specific hooks -----------------------------------------------------
     @abstractmethod
     def _encode_target(self, y, *, fitting: bool) -> np.ndarray:
-        """Validate ``y`` and turn it into model targets (class codes or standardised values)."""
+        """Validate ``y`` (``y_val`` when not ``fitting``) and turn it into model targets
+        (class codes or standardised values)."""
 
     @abstractmethod
     def _task(self) -> Task: ...
@@ -228,9 +229,14 @@ class BaseTabNAS(BaseEstimator, ABC):
             if len(val_frame) == 0:
                 raise ValueError("X_val is empty; pass at least one validation row")
         if len(frame) < 2:
+            given = (
+                f"validation_fraction={self.validation_fraction} leaves {len(frame)} of"
+                f" {len(frame) + len(val_frame)} rows for training; lower it or pass X_val"
+                if X_val is None else f"got n_samples={len(frame)}"
+            )
             raise ValueError(
                 f"{type(self).__name__} needs at least 2 training rows to split them into a"
-                f" weight half and an architecture half; got n_samples={len(frame)}"
+                f" weight half and an architecture half; {given}"
             )
 
         preprocessor = TabularPreprocessor(
@@ -396,6 +402,8 @@ class BaseTabNAS(BaseEstimator, ABC):
             ]
         else:
             array = validate_data(self, X, reset=reset, dtype=None, ensure_all_finite=False)
+            if _strings_from_a_list(X, array):  # keep None / NaN missing, not the text 'nan'
+                array = validate_data(self, X, reset=reset, dtype=object, ensure_all_finite=False)
             if array.dtype.kind in "mM":  # as objects they would become plain integers
                 raise ValueError(dates_message("0", array.dtype))
             if array.dtype.kind not in "fiubO":
@@ -503,15 +511,16 @@ def _fitted_attributes(estimator: BaseEstimator) -> list[str]:
     return [name for name in vars(estimator) if name.endswith("_") and not name.endswith("__")]
 
 
-def check_finite_labels(y: np.ndarray) -> None:
-    """Refuse missing labels with a clear message (numeric NaN/inf get sklearn's)."""
+def check_finite_labels(y: np.ndarray, name: str = "y") -> None:
+    """Refuse missing labels with a clear message (numeric NaN/inf get sklearn's);
+    ``name`` is the argument's (``y`` or ``y_val``)."""
     if y.dtype.kind in "fc":
         from sklearn.utils import assert_all_finite
 
-        assert_all_finite(y, input_name="y")
+        assert_all_finite(y, input_name=name)
     elif y.dtype.kind == "O" and pd.isna(y).any():
         raise ValueError(
-            f"y contains {int(pd.isna(y).sum())} missing label(s) (None/NaN); drop those rows"
+            f"{name} contains {int(pd.isna(y).sum())} missing label(s) (None/NaN); drop those rows"
             " or give them a label"
         )
 
@@ -540,9 +549,21 @@ def check_one_label_type(y: np.ndarray) -> None:
         )
 
 
-def as_target(y) -> np.ndarray:
-    """``y`` as a 1-d array (a column vector is flattened with sklearn's warning)."""
+def as_target(y, name: str = "y") -> np.ndarray:
+    """``y`` (or ``y_val``: ``name``) as a 1-d array (a column vector is flattened with
+    sklearn's warning)."""
     from sklearn.utils.validation import column_or_1d
 
-    y = check_array(y, ensure_2d=False, dtype=None, ensure_all_finite=False, input_name="y")
-    return column_or_1d(y, warn=True)
+    array = check_array(y, ensure_2d=False, dtype=None, ensure_all_finite=False, input_name=name)
+    if _strings_from_a_list(y, array):  # a NaN label stays missing, not the class 'nan'
+        array = check_array(
+            y, ensure_2d=False, dtype=object, ensure_all_finite=False, input_name=name
+        )
+    return column_or_1d(array, warn=True)
+
+
+def _strings_from_a_list(given, array: np.ndarray) -> bool:
+    """Whether numpy made text of a list (or other input without a dtype): it would turn a
+    missing value (``np.nan``, ``None``) into the string ``'nan'`` / ``'None'``; such input
+    is read again as objects, as scikit-learn's encoders do."""
+    return not hasattr(given, "dtype") and array.dtype.kind in "SU"

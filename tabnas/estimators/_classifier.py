@@ -143,8 +143,9 @@ class TabNASClassifier(ClassifierMixin, BaseTabNAS):
     """
 
     def _encode_target(self, y, *, fitting: bool) -> np.ndarray:
-        y = as_target(y)
-        check_finite_labels(y)
+        name = "y" if fitting else "y_val"
+        y = as_target(y, name)
+        check_finite_labels(y, name)
         check_one_label_type(y)
         check_classification_targets(y)
         if fitting:

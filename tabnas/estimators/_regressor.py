@@ -37,7 +37,8 @@ class TabNASRegressor(RegressorMixin, BaseTabNAS):
     """
 
     def _encode_target(self, y, *, fitting: bool) -> np.ndarray:
-        y = check_array(as_target(y), ensure_2d=False, dtype=np.float64, input_name="y")
+        name = "y" if fitting else "y_val"
+        y = check_array(as_target(y, name), ensure_2d=False, dtype=np.float64, input_name=name)
         if fitting:
             scale = float(np.max(np.abs(y))) if y.size else 0.0
             if scale > MAX_TARGET_SCALE:

@@ -38,8 +38,11 @@ def to_float_column(values: Any, name: str) -> np.ndarray:
     array = np.asarray(values)
     if array.dtype.kind in "fiub":
         return array.astype(np.float64)
-    if array.dtype.kind == "c":
-        raise ValueError("Complex data not supported")
+    if array.dtype.kind == "c":  # scikit-learn's wording, which its estimator checks expect
+        raise ValueError(
+            f"Complex data not supported: column {name} holds complex numbers; pass the real"
+            " and imaginary parts as two columns (values.real, values.imag)"
+        )
     if array.dtype.kind in "mM":
         raise ValueError(dates_message(name, array.dtype))
     array = array.astype(object)
@@ -50,6 +53,11 @@ def to_float_column(values: Any, name: str) -> np.ndarray:
         bad = next(v for v in array if not _is_number(v))
         if isinstance(bad, DATE_TYPES):  # Python / pandas datetimes, tz-aware ones included
             raise ValueError(dates_message(name, type(bad).__name__)) from None
+        if isinstance(bad, pd.Interval):
+            raise ValueError(
+                f"column {name} holds intervals ({bad}); convert it first, e.g. to their"
+                " midpoints with df[col].array.mid, or to categories with df[col].astype(str)"
+            ) from None
         if isinstance(error, TypeError):  # objects that are no numbers: scikit-learn's TypeError
             raise
         raise ValueError(
@@ -59,7 +67,9 @@ def to_float_column(values: Any, name: str) -> np.ndarray:
         ) from None
 
 
-DATE_TYPES = (datetime.date, datetime.time, datetime.timedelta, np.datetime64, np.timedelta64)
+DATE_TYPES = (
+    datetime.date, datetime.time, datetime.timedelta, np.datetime64, np.timedelta64, pd.Period
+)
 
 
 def dates_message(name: str, kind: Any) -> str:
