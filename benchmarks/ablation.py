@@ -20,6 +20,7 @@ with more candidates. ``val_loss`` is log loss or RMSE (lower is better).
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +142,14 @@ def render(per_dataset: pd.DataFrame, verdicts: pd.DataFrame, *, base: str, titl
     return "\n".join(out)
 
 
+def _name(folder: Path) -> str:
+    """The run's config name (its config.json, which the harness writes), else the folder's."""
+    try:
+        return str(json.loads((folder / "config.json").read_text())["name"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return folder.name
+
+
 def write_report(folder: str | Path, base: str = "tabnas") -> tuple[Path, pd.DataFrame]:
     folder = Path(folder)
     results = folder / RESULTS_FILE
@@ -153,7 +162,7 @@ def write_report(folder: str | Path, base: str = "tabnas") -> tuple[Path, pd.Dat
         raise ValueError(f"no finished jobs of the base variant {base!r} in {results}")
     per_dataset, verdicts = compare(jobs, base)
     path = folder / REPORT_FILE
-    path.write_text(render(per_dataset, verdicts, base=base, title=f"Ablation: {folder.name}"))
+    path.write_text(render(per_dataset, verdicts, base=base, title=f"Ablation: {_name(folder)}"))
     return path, verdicts
 
 

@@ -53,6 +53,17 @@ def test_variants_are_decided_on_validation_with_test_and_time_beside(tmp_path):
     assert means.loc[("c", "tabnas-x"), "weight:x"] == pytest.approx(0.25)
 
 
+def test_the_title_names_the_runs_config(tmp_path):
+    run = tmp_path / "medium"
+    run.mkdir()
+    (run / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    path, _ = ablation.write_report(run)
+    assert path.read_text().startswith("# Ablation: medium\n")  # no config.json: the folder
+    (run / "config.json").write_text(json.dumps({"name": "selection_medium"}))
+    path, _ = ablation.write_report(run)
+    assert path.read_text().startswith("# Ablation: selection_medium\n")
+
+
 def test_a_missing_base_is_a_clear_error(tmp_path):
     (tmp_path / "results.jsonl").write_text(json.dumps(ROWS[2]) + "\n")
     with pytest.raises(ValueError, match="base variant 'tabnas'"):
