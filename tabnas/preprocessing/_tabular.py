@@ -38,7 +38,7 @@ def to_float_column(values: Any, name: str) -> np.ndarray:
     array = np.asarray(values)
     if array.dtype.kind in "fiub":
         return array.astype(np.float64)
-    if array.dtype.kind == "c":  # scikit-learn's wording, which its estimator checks expect
+    if array.dtype.kind == "c":  # opens as scikit-learn's message for complex arrays does
         raise ValueError(
             f"Complex data not supported: column {name} holds complex numbers; pass the real"
             " and imaginary parts as two columns (values.real, values.imag)"
@@ -55,7 +55,7 @@ def to_float_column(values: Any, name: str) -> np.ndarray:
             raise ValueError(dates_message(name, type(bad).__name__)) from None
         if isinstance(bad, pd.Interval):
             raise ValueError(
-                f"column {name} holds intervals ({bad}); convert it first, e.g. to their"
+                f"column {name} holds intervals such as {bad}; convert it first, e.g. to their"
                 " midpoints with df[col].array.mid, or to categories with df[col].astype(str)"
             ) from None
         if isinstance(error, TypeError):  # objects that are no numbers: scikit-learn's TypeError
