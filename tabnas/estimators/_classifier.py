@@ -38,7 +38,7 @@ class TabNASClassifier(ClassifierMixin, BaseTabNAS):
         weight sharing), ``"pdarts"`` (stages that deepen the supernet and shrink its op
         sets), ``"pcdarts"`` (partial channels, edge normalisation), ``"proxyless"``
         (binarised paths); or a configured strategy such as ``DARTS(lr=3e-3,
-        weight_optimizer="sgd")``, ``GDAS(tau=(10, 0.1))`` or ``SmoothDARTS("gdas")``.
+        weight_optimizer="sgd")``, ``GDAS(tau=(10, 0.1))`` or ``SmoothDARTS("pcdarts")``.
     selection : {"pt", "argmax"} or Selector, default="pt"
         PT-DARTS perturbation-based selection, or the DARTS argmax rule.
     architecture : Architecture, default=None

@@ -122,7 +122,7 @@ class SupernetTrainer:
 
     The weights' optimizer is the strategy's ``weight_optimizer``
     (:func:`~tabnas.training.optim.weight_recipe`: AdamW at ``config.lr``, or DARTS's SGD
-    with its cosine over ``max_steps``); α's is the strategy's own, whose SGD lr the
+    with its cosine over ``min_steps``, then its end); α's is the strategy's own, whose SGD lr the
     trainer anneals over the search too.
 
     Args:
@@ -459,11 +459,12 @@ class SupernetTrainer:
 
     def _set_lrs(self) -> None:
         """The learning rates of the next step, each times ``lr_scale``: in the search, the
-        weights' cosine over ``max_steps`` (constant for AdamW) and α's (SGD only); in the
+        weights' cosine over ``min_steps`` (constant for AdamW) and α's (SGD only); in the
         tuning, the weights' cosine over the planned tuning steps."""
         recipe = self.recipe
         if self._schedule is None:
-            progress = self.steps / self.config.max_steps
+            # every schedule spans min_steps, which a search reaches (SearchStrategy.step_started)
+            progress = min(self.steps / self.config.min_steps, 1.0)
             set_lr(self.optimizer, self.lr_scale * cosine(recipe.lr, recipe.final_lr, progress))
             if self.strategy.optimizer is not None:
                 anneal_arch_lr(self.strategy.optimizer, progress, scale=self.lr_scale)

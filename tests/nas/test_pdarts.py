@@ -59,6 +59,21 @@ def test_stages_deepen_the_supernet_and_shrink_each_edges_ops():
     assert torch.allclose(weights.sum(-1), torch.ones(3, 3))
 
 
+def test_sdarts_over_pdarts_walks_the_bases_stages_on_its_own_copy():
+    from tabnas.nas.strategies import SmoothDARTS
+
+    users = SmoothDARTS("pdarts")
+    strategy = make_strategy(users)  # as the pipeline copies it per fit
+
+    def alpha(s, net):
+        return torch.tensor([0.0, 2.0, 3.0, 1.0, 5.0]).expand_as(net.alpha)
+
+    nets = run_stages(strategy, space(3), alpha)  # the stages' pruning needs the bound base
+    assert [net.space.n_cells for net in nets] == [1, 2, 3]
+    assert nets[2].kept[0][0].tolist() == [False, True, True, False, False]
+    assert strategy.base is not users.base and users.base.supernet is None  # untouched
+
+
 def test_pruned_ops_never_run_and_selection_ignores_them():
     net = supernet(space(1))
     kept = torch.tensor([True, False, True, True, True]).expand(3, 5)

@@ -236,6 +236,15 @@ def test_sdarts_rs_trains_the_weights_on_noisy_simplex_weights_and_steps_alpha_a
     assert not SmoothDARTS("fixed-alpha").bind(tiny_supernet()).updates_alpha
 
 
+@pytest.mark.parametrize("base", ["gdas", "proxyless", "random-ws", "darts-minus"])
+def test_sdarts_refuses_a_base_whose_weights_do_not_train_on_the_mixture(base):
+    from tabnas.nas.strategies import AdversarialSmoothDARTS, SmoothDARTS
+
+    for wrapper in (SmoothDARTS, AdversarialSmoothDARTS):
+        with pytest.raises(ValueError, match=rf"'{base}' (trains|adds).*choose a base"):
+            wrapper(base)
+
+
 def test_sdarts_adv_keeps_a_perturbation_only_when_it_raises_the_loss():
     net = tiny_supernet()
     strategy = make_strategy("sdarts-adv").bind(net)

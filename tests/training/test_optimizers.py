@@ -73,17 +73,20 @@ def lrs_of(t, n_steps):
     return out
 
 
-def test_sgd_weights_and_alpha_follow_their_cosines_over_the_search():
-    t = trainer(DARTS(optimizer="sgd", weight_optimizer="sgd"), max_steps=10, min_steps=10)
+def test_sgd_weights_and_alpha_follow_their_cosines_over_min_steps_then_hold():
+    # the cosines span min_steps, which every search reaches, not max_steps, which a search
+    # that stops on patience rarely does
+    t = trainer(DARTS(optimizer="sgd", weight_optimizer="sgd"), max_steps=30, min_steps=10)
     assert isinstance(t.optimizer, torch.optim.SGD)
     decay, plain = t.optimizer.param_groups
     assert (decay["weight_decay"], plain["weight_decay"], decay["momentum"]) == (3e-4, 0.0, 0.9)
-    lrs = lrs_of(t, 10)
+    lrs = lrs_of(t, 14)
     alpha_final = ARCH_SGD_FINAL * ARCH_SGD_LR
     for step, (weights_lr, alpha_lr) in enumerate(lrs):
         assert weights_lr == pytest.approx(cosine(0.025, 0.001, step / 10))
         assert alpha_lr == pytest.approx(cosine(ARCH_SGD_LR, alpha_final, step / 10))
     assert lrs[0] == pytest.approx((0.025, ARCH_SGD_LR))
+    assert lrs[10:] == pytest.approx([(0.001, alpha_final)] * 4)  # held at the end
 
     adam = trainer("darts", max_steps=10, min_steps=10)  # AdamW and Adam: constant lrs
     assert isinstance(adam.optimizer, torch.optim.AdamW)

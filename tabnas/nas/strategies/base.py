@@ -66,7 +66,10 @@ class SearchStrategy:
     the weights of a forward pass) and/or :meth:`arch_step` (how ``alpha`` is updated).
 
     ``updates_alpha = False`` marks a strategy whose ``alpha`` never moves: the trainer
-    then draws no architecture batches at all.
+    then draws no architecture batches at all. ``smoothable = False`` marks one whose
+    weight step does not train on a point of the simplex of mixing weights (one sampled
+    path, or weight outside the simplex), which SDARTS therefore refuses to perturb;
+    ``smoothable_reason`` says why, completing "<name> ...".
 
     Every strategy chooses its optimizers (``training.optim``): ``optimizer`` for ``alpha``,
     ``"adam"`` (DARTS's: betas (0.5, 0.999), weight decay 1e-3) or ``"sgd"`` (momentum 0.9,
@@ -79,6 +82,8 @@ class SearchStrategy:
 
     name: ClassVar[str]
     updates_alpha: ClassVar[bool] = True
+    smoothable: ClassVar[bool] = True
+    smoothable_reason: ClassVar[str] = ""
 
     def __init__(
         self,

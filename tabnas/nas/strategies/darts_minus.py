@@ -32,6 +32,8 @@ class DARTSMinus(DARTS):
     """
 
     name = "darts-minus"
+    smoothable = False
+    smoothable_reason = "adds its auxiliary skip outside the simplex of mixing weights"
 
     def __init__(self, *, beta: tuple[float, float] = (1.0, 0.0), **kwargs):
         super().__init__(**kwargs)

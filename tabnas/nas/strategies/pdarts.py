@@ -126,9 +126,11 @@ class PDARTS(SearchStrategy):
         super().bind(supernet)
         kept = self._kept
         if self._stage == self._n_stages - 1:  # the last stage drops `none`
+            device = supernet.kept.device
             if kept is None:
-                kept = torch.ones(supernet.kept.shape[1:], dtype=torch.bool)
-            kept = kept & torch.tensor([op != NONE_OP for op in supernet.space.ops])
+                kept = torch.ones(supernet.kept.shape[1:], dtype=torch.bool, device=device)
+            not_none = torch.tensor([op != NONE_OP for op in supernet.space.ops], device=device)
+            kept = kept.to(device) & not_none
         if kept is not None:
             supernet.prune_ops(kept)
         self._set_skip_dropout(self._rate())
@@ -158,7 +160,7 @@ class PDARTS(SearchStrategy):
             return architecture
         space = supernet.space
         ops = space.ops
-        weights = torch.softmax(supernet.alpha.detach(), dim=-1)
+        weights = supernet.normalized().detach()  # pruned ops 0, the strategy's normaliser
         index = {edge: e for e, edge in enumerate(space.edges)}
         cells = []
         for c, cell in enumerate(architecture.cells):

@@ -51,6 +51,8 @@ class RandomWS(FixedAlpha):
     """
 
     name = "random-ws"
+    smoothable = False
+    smoothable_reason = "trains one random architecture at each weight step"
 
     def __init__(self, *, n_samples: int = 100, n_top: int = 10, **kwargs):
         super().__init__(**kwargs)

@@ -61,6 +61,8 @@ class GDAS(Annealed):
     """
 
     name = "gdas"
+    smoothable = False
+    smoothable_reason = "trains one sampled op per edge at each weight step"
 
     def __init__(self, *, tau: tuple[float, float] = (10.0, 0.1), **kwargs):
         super().__init__(tau=tau, **kwargs)

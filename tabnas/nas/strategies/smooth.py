@@ -26,8 +26,12 @@ class SmoothDARTS(SearchStrategy):
     strategy's own, unperturbed. ``epsilon`` ramps linearly from ``epsilon[0]`` to
     ``epsilon[1]`` over the search (the official SmoothDARTS code: 0.03 -> 0.3).
 
-    ``base`` is any strategy, by name or instance (``SmoothDARTS("gdas")``): its
-    optimizers (α's and the weights'), schedule and α step are used as they are.
+    ``base`` is a strategy whose weight step trains on a point of the simplex of mixing
+    weights, by name or instance (``SmoothDARTS("pcdarts")``): its optimizers (α's and
+    the weights'), stages, schedule and α step are used as they are. Strategies that
+    train one sampled path per step (``gdas``, ``proxyless``, ``random-ws``) or add weight
+    outside the simplex (``darts-minus``) leave nothing for the perturbation to smooth
+    and are refused (:attr:`~tabnas.nas.strategies.SearchStrategy.smoothable`).
     """
 
     name = "sdarts-rs"
@@ -39,6 +43,13 @@ class SmoothDARTS(SearchStrategy):
         if not (len(epsilon) == 2 and 0 <= epsilon[0] and 0 <= epsilon[1]):
             raise ValueError(f"epsilon must be two radii >= 0 (start, end), got {epsilon!r}")
         self.base = make_strategy(base)
+        if not self.base.smoothable:
+            raise ValueError(
+                f"{type(self).__name__} perturbs the mixture of ops that the weights train"
+                f" on, but {self.base.name!r} {self.base.smoothable_reason}; choose a base"
+                " whose weights train on the whole mixture: 'darts', 'darts2',"
+                " 'fixed-alpha', 'pcdarts', 'pdarts' or 'snas'"
+            )
         self.epsilon = (float(epsilon[0]), float(epsilon[1]))
         self.radius = self.epsilon[0]
 
@@ -69,8 +80,16 @@ class SmoothDARTS(SearchStrategy):
     def search_finished(self, evaluate, seed: int) -> None:
         self.base.search_finished(evaluate, seed)
 
+    def __copy__(self) -> SmoothDARTS:
+        """A copy with its own copy of the base (:func:`make_strategy` copies a strategy
+        per fit, and the base's stages and binding must not reach the caller's)."""
+        fresh = object.__new__(type(self))
+        fresh.__dict__.update(self.__dict__)
+        fresh.base = make_strategy(self.base)
+        return fresh
+
     def bind(self, supernet) -> SmoothDARTS:
-        self.base = make_strategy(self.base).bind(supernet)  # a fresh copy per fit
+        self.base.bind(supernet)  # the base whose stages() runs, so its stage state holds
         self.supernet, self.optimizer = self.base.supernet, self.base.optimizer
         return self
 
