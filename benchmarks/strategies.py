@@ -164,6 +164,7 @@ def entries(jobs: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, 
                 "test": info["test"][metric], "higher": higher, "metric": metric,
                 "val": info["val_score"], "gap": info["val_score"] - search["supernet_val"],
                 "fit_s": info["fit_time_s"], "search_s": search["search_s"],
+                "select_s": search["search_s"] + search["selection_s"],
                 "steps": search["search_steps"], "ops": info["ops"],
                 "lead": search["lead_share"], "eig": search.get("alpha_hessian_eig"),
             })
@@ -245,11 +246,44 @@ def report(results: Path) -> str:
             e = table.get((v, d))
             cells.append("–" if not e else f"{statistics.mean(x['test'] for x in e):.4g}")
         out.append(f"| {v} | " + " | ".join(cells) + " |")
+    out += against_default(table, datasets)
     metrics = {d: table[next(k for k in table if k[1] == d)][0]["metric"] for d in datasets}
     out += ["", "Metrics: " + ", ".join(f"{d} {m}" for d, m in metrics.items())
             + ". Discretisation gap: val score of the retrained selection minus the"
             " supernet's (accuracy, or −RMSE in standardised units)."]
     return "\n".join(out) + "\n"
+
+
+DEFAULT = "strategy-darts"
+"""The default search, which every other strategy is compared with pair by pair."""
+
+
+def against_default(
+    table: dict[tuple[str, str], list[dict[str, Any]]], datasets: list[str]
+) -> list[str]:
+    """Each strategy against :data:`DEFAULT` with the same selection, on the datasets both
+    ran: on how many its mean validation score is better / equal (to 4 decimals) / worse,
+    and its search + selection time as a multiple of the default's (lowest-highest)."""
+    strategies = sorted({v.rsplit("/", 1)[0] for v, _ in table} - {DEFAULT})
+    lines = ["", f"## Against the default ({DEFAULT}), the same selection", "",
+             "| strategy / selection | datasets | val better / equal / worse | search + "
+             "selection time × the default's |", "|---|---|---|---|"]
+    for strategy in strategies:
+        for arm in ARMS:
+            mine, base = f"{strategy}/{arm}", f"{DEFAULT}/{arm}"
+            shared = [d for d in datasets if (mine, d) in table and (base, d) in table]
+            if not shared:
+                continue
+            counts, ratios = [0, 0, 0], []
+            for d in shared:
+                ours, theirs = (round(statistics.mean(e["val"] for e in table[(v, d)]), 4)
+                                for v in (mine, base))
+                counts[0 if ours > theirs else 1 if ours == theirs else 2] += 1
+                ratios.append(statistics.mean(e["select_s"] for e in table[(mine, d)])
+                              / statistics.mean(e["select_s"] for e in table[(base, d)]))
+            lines.append(f"| {mine} | {len(shared)} | {' / '.join(map(str, counts))} "
+                         f"| {min(ratios):.2f}–{max(ratios):.2f} |")
+    return lines if len(lines) > 5 else []
 
 
 def mean_of(values: list[float]) -> float:

@@ -71,7 +71,8 @@ def test_average_ranks_share_ties_and_follow_the_metric_direction():
 def test_only_a_pair_that_ran_on_every_dataset_can_rank_first(tmp_path):
     def job(model, dataset, val):
         arm = {"test": {"accuracy": 0.5}, "val_score": val, "fit_time_s": 1.0, "ops": ["ffn"]}
-        search = {"supernet_val": 0.5, "search_s": 1.0, "search_steps": 10, "lead_share": {}}
+        search = {"supernet_val": 0.5, "search_s": 1.0, "selection_s": 1.0, "search_steps": 10,
+                  "lead_share": {}}
         return {"status": "ok", "task": "binclass", "model": model, "dataset": dataset,
                 "arms": {"search": search, "pt": arm, "argmax": arm}}
 
@@ -82,6 +83,30 @@ def test_only_a_pair_that_ran_on_every_dataset_can_rank_first(tmp_path):
     # "partial" has the best validation rank, but on one of the two datasets only
     assert "Ranks first on validation: full/" in text
     assert "| partial/pt | 1 | 1.50 |" in text  # tied with its argmax arm
+
+
+def test_each_strategy_is_compared_with_the_default_on_the_datasets_both_ran(tmp_path):
+    def job(model, dataset, val, seconds):
+        arm = {"test": {"accuracy": 0.5}, "val_score": val, "fit_time_s": 1.0, "ops": ["ffn"]}
+        search = {"supernet_val": 0.5, "search_s": seconds / 2, "selection_s": seconds / 2,
+                  "search_steps": 10, "lead_share": {}}
+        return {"status": "ok", "task": "binclass", "model": model, "dataset": dataset,
+                "arms": {"search": search, "pt": arm, "argmax": arm}}
+
+    rows = [
+        job("strategy-darts", "a", 0.80, 10.0), job("strategy-darts", "b", 0.70, 20.0),
+        job("strategy-darts", "c", 0.60, 10.0),
+        job("strategy-gdas", "a", 0.85, 5.0), job("strategy-gdas", "b", 0.70004, 4.0),
+        job("strategy-gdas", "c", 0.50, 30.0), job("strategy-gdas", "d", 0.99, 1.0),
+    ]
+    path = tmp_path / "results.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = report(path)
+    assert "## Against the default (strategy-darts), the same selection" in text
+    # a better, b equal to 4 decimals, c worse; d has no default row; time 0.2x-3x
+    assert "| strategy-gdas/pt | 3 | 1 / 1 / 1 | 0.20–3.00 |" in text
+    assert "| strategy-gdas/argmax | 3 | 1 / 1 / 1 | 0.20–3.00 |" in text
+    assert "| strategy-darts/" not in text.split("## Against the default")[1]
 
 
 def test_the_study_searches_at_the_presets_width_but_one_variant():
