@@ -72,6 +72,12 @@ def test_sdarts_over_pdarts_walks_the_bases_stages_on_its_own_copy():
     assert [net.space.n_cells for net in nets] == [1, 2, 3]
     assert nets[2].kept[0][0].tolist() == [False, True, True, False, False]
     assert strategy.base is not users.base and users.base.supernet is None  # untouched
+    # the perturbation never gives weight to an op the last stage pruned
+    strategy.step_started(10, 11)  # the widest radius, 0.3
+    noisy = strategy.training_weights(None, None)
+    offered = nets[2].kept
+    assert float(noisy[~offered].abs().max()) == 0.0
+    assert torch.allclose(noisy.sum(-1), torch.ones(noisy.shape[:-1]))
 
 
 def test_pruned_ops_never_run_and_selection_ignores_them():
@@ -119,8 +125,8 @@ def test_the_cap_turns_the_weakest_extra_skips_into_the_strongest_other_op():
         net.alpha[0, 0, 3] = 2.0  # edge in -> n1: a strong skip
         net.alpha[0, 2, 3] = 1.0  # edge n1 -> n2: a weaker skip, whose next best is ...
         net.alpha[0, 2, 2] = 0.5  # ... linear (still offered on that edge)
-    net.kept[...] = True
-    strategy._kept = torch.ones(3, 5, dtype=torch.bool)
+        net.alpha[0, 0, 4] = 5.0  # `none`, not offered by the last stage: it counts for nothing
+    net.kept[...] = True  # as after selection, which fixes every edge
     chosen = Architecture.chain([["skip", "skip"]], space(1).settings)
     capped = strategy.finalize(chosen)
     assert [[e.op for e in node] for node in capped.cells[0]] == [["skip"], ["linear"]]

@@ -13,7 +13,7 @@ from torch import Tensor
 from tabnas.nas.ops import NONE_OP
 from tabnas.nas.space import Architecture, Edge, SearchSpace
 from tabnas.nas.strategies.base import SearchStage, SearchStrategy
-from tabnas.nas.supernet import SuperNetwork
+from tabnas.nas.supernet import NORMALIZERS, SuperNetwork
 
 SKIP_OP = "skip"
 
@@ -70,7 +70,8 @@ class PDARTS(SearchStrategy):
         self.max_skips = max_skips
         self._stage = 0
         self._n_stages = 1
-        self._kept: Tensor | None = None  # (n_edges, n_ops): the ops the stage offers
+        self._kept: Tensor | None = None  # (n_edges, n_ops): left by the last pruning
+        self._offered: Tensor | None = None  # (n_edges, n_ops): the bound stage's ops
 
     def __repr__(self) -> str:
         return (
@@ -133,6 +134,7 @@ class PDARTS(SearchStrategy):
             kept = kept.to(device) & not_none
         if kept is not None:
             supernet.prune_ops(kept)
+        self._offered = kept
         self._set_skip_dropout(self._rate())
         return self
 
@@ -160,7 +162,13 @@ class PDARTS(SearchStrategy):
             return architecture
         space = supernet.space
         ops = space.ops
-        weights = supernet.normalized().detach()  # pruned ops 0, the strategy's normaliser
+        # the last stage's weights: its own ops only (selection has fixed every edge by
+        # now, so the supernet's normalisation no longer masks the pruned ones)
+        offered = torch.ones_like(supernet.alpha[0], dtype=torch.bool)
+        if self._offered is not None:
+            offered = self._offered.to(offered.device)
+        alpha = supernet.alpha.detach().masked_fill(~offered, -1e4)
+        weights = NORMALIZERS[supernet.normalizer](alpha, dim=-1)
         index = {edge: e for e, edge in enumerate(space.edges)}
         cells = []
         for c, cell in enumerate(architecture.cells):
@@ -176,7 +184,7 @@ class PDARTS(SearchStrategy):
                 e = index[(edge.source, target)]
                 others = [
                     k for k, op in enumerate(ops)
-                    if op not in (SKIP_OP, NONE_OP) and (self._kept is None or self._kept[e, k])
+                    if op not in (SKIP_OP, NONE_OP) and bool(offered[e, k])
                 ]
                 if others:
                     best = max(others, key=lambda k: float(weights[c, e, k]))

@@ -24,9 +24,8 @@ LATENCY_REPEATS = 5
 class ProxylessNAS(SearchStrategy):
     """ProxylessNAS with the official code's ``two`` gradient mode.
 
-    **Weight step**: per open edge, the active op of a pair drawn as for the α step
-    (below); its mixing weight (binary gate) is 1 and the others' 0, so only that op runs
-    (a step costs one path).
+    **Weight step**: per open edge, one op drawn from ``softmax(alpha)``; its mixing weight
+    (binary gate) is 1 and the others' 0, so only that op runs (a step costs one path).
 
     **α step**: per open edge, two distinct ops drawn from ``softmax(alpha)`` without
     replacement; ``p`` is the softmax of their two logits, one of them is drawn from ``p``
@@ -103,11 +102,10 @@ class ProxylessNAS(SearchStrategy):
 
     # ---- binary gates ------------------------------------------------------------------
     def training_weights(self, loss: BatchLoss, batch) -> Tensor:
-        """One-hot gates: per edge the active op of a pair drawn as the α step draws it
-        (:meth:`sample_pairs`, the official ``binarize`` of ``two`` mode, which serves both
-        steps)."""
-        _, active = self.sample_pairs()
-        return torch.zeros_like(self._bound()[0].alpha.detach()).scatter_(-1, active, 1.0)
+        """One-hot gates, one op per edge drawn from ``softmax(alpha)``."""
+        probs = self.mixing_weights().detach()
+        drawn = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1)  # (cells * edges, 1)
+        return torch.zeros_like(probs).scatter_(-1, drawn.view(*probs.shape[:-1], 1), 1.0)
 
     def sample_pairs(self) -> tuple[Tensor, Tensor]:
         """Two distinct ops per edge from ``softmax(alpha)`` and which of them is active.

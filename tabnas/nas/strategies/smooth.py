@@ -1,5 +1,5 @@
 """SDARTS (Chen & Hsieh 2020): the weights train on a perturbed architecture, to smooth the
-loss landscape in α; a wrapper over any base strategy."""
+loss landscape in α; a wrapper over a base strategy whose weights train on the mixture."""
 
 from __future__ import annotations
 
@@ -8,14 +8,24 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from tabnas.nas.strategies.base import BatchLoss, SearchStrategy, VirtualStep, make_strategy
+from tabnas.nas.strategies.base import (
+    STRATEGY_REGISTRY,
+    BatchLoss,
+    SearchStrategy,
+    VirtualStep,
+    make_strategy,
+)
 from tabnas.nas.strategies.sampling import linear_schedule
 from tabnas.training.optim import ArchOptimizer, WeightOptimizer
 
 
-def clip_to_simplex(weights: Tensor) -> Tensor:
-    """Clamp to [0, 1] and renormalise each edge to sum 1 (SmoothDARTS's ``clip``)."""
+def clip_to_simplex(weights: Tensor, offered: Tensor | None = None) -> Tensor:
+    """Clamp to [0, 1] and renormalise each edge to sum 1 (SmoothDARTS's ``clip``), over
+    the ``offered`` ops only (bool, as ``weights``; the others get 0: P-DARTS's pruned ops,
+    which never run)."""
     weights = weights.clamp(0.0, 1.0)
+    if offered is not None:
+        weights = weights * offered
     return weights / weights.sum(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
@@ -44,11 +54,14 @@ class SmoothDARTS(SearchStrategy):
             raise ValueError(f"epsilon must be two radii >= 0 (start, end), got {epsilon!r}")
         self.base = make_strategy(base)
         if not self.base.smoothable:
+            bases = sorted(
+                name for name, cls in STRATEGY_REGISTRY.items()
+                if cls.smoothable and not issubclass(cls, SmoothDARTS)
+            )
             raise ValueError(
                 f"{type(self).__name__} perturbs the mixture of ops that the weights train"
                 f" on, but {self.base.name!r} {self.base.smoothable_reason}; choose a base"
-                " whose weights train on the whole mixture: 'darts', 'darts2',"
-                " 'fixed-alpha', 'pcdarts', 'pdarts' or 'snas'"
+                f" whose weights train on the whole mixture: {bases}"
             )
         self.epsilon = (float(epsilon[0]), float(epsilon[1]))
         self.radius = self.epsilon[0]
@@ -86,6 +99,7 @@ class SmoothDARTS(SearchStrategy):
         fresh = object.__new__(type(self))
         fresh.__dict__.update(self.__dict__)
         fresh.base = make_strategy(self.base)
+        fresh.supernet, fresh.optimizer = None, None  # unbound, as its base
         return fresh
 
     def bind(self, supernet) -> SmoothDARTS:
@@ -105,10 +119,15 @@ class SmoothDARTS(SearchStrategy):
     ) -> dict[str, Tensor]:
         return self.base.arch_step(loss, train_batch, val_batch, virtual_step=virtual_step)
 
+    def offered(self) -> Tensor:
+        """The ops each edge still offers (bool, ``(n_cells, n_edges, n_ops)``): noise
+        never gives weight to an op pruned from its edge."""
+        return self._bound()[0].kept
+
     def training_weights(self, loss: BatchLoss, batch: Any) -> Tensor:
         weights = self.base.mixing_weights().detach()
         noise = torch.empty_like(weights).uniform_(-self.radius, self.radius)
-        return clip_to_simplex(weights + noise)
+        return clip_to_simplex(weights + noise, self.offered())
 
 
 class AdversarialSmoothDARTS(SmoothDARTS):
@@ -133,12 +152,14 @@ class AdversarialSmoothDARTS(SmoothDARTS):
         radius, step = self.radius, 2 * self.radius / self.pgd_steps
         with torch.no_grad():
             before = loss(batch, start)
-        weights = clip_to_simplex(start + torch.empty_like(start).uniform_(-radius, radius))
+        offered = self.offered()
+        noise = torch.empty_like(start).uniform_(-radius, radius)
+        weights = clip_to_simplex(start + noise, offered)
         for _ in range(self.pgd_steps):
             weights.requires_grad_(True)
             (grad,) = torch.autograd.grad(loss(batch, weights), [weights])
             moved = (weights.detach() + step * grad.sign() - start).clamp(-radius, radius)
-            weights = clip_to_simplex(start + moved)
+            weights = clip_to_simplex(start + moved, offered)
         with torch.no_grad():
             after = loss(batch, weights)
         return start if bool(before > after) else weights
