@@ -127,6 +127,7 @@ def test_the_cap_turns_the_weakest_extra_skips_into_the_strongest_other_op():
         net.alpha[0, 2, 2] = 0.5  # ... linear (still offered on that edge)
         net.alpha[0, 0, 4] = 5.0  # `none`, not offered by the last stage: it counts for nothing
     net.kept[...] = True  # as after selection, which fixes every edge
+    strategy._offered = torch.tensor([True, True, True, True, False]).expand(3, 5)  # no `none`
     chosen = Architecture.chain([["skip", "skip"]], space(1).settings)
     capped = strategy.finalize(chosen)
     assert [[e.op for e in node] for node in capped.cells[0]] == [["skip"], ["linear"]]
