@@ -266,9 +266,7 @@ def against_default(
     and its median search + selection time as a multiple of the default's (lowest-highest
     over the datasets; medians, since one slow seed would move a mean of three)."""
     strategies = sorted({v.rsplit("/", 1)[0] for v, _ in table} - {DEFAULT})
-    lines = ["", f"## Against the default ({DEFAULT}), the same selection", "",
-             "| strategy / selection | datasets | val better / equal / worse | median search"
-             " + selection time × the default's |", "|---|---|---|---|"]
+    rows = []
     for strategy in strategies:
         for arm in ARMS:
             mine, base = f"{strategy}/{arm}", f"{DEFAULT}/{arm}"
@@ -282,9 +280,13 @@ def against_default(
                 counts[0 if ours > theirs else 1 if ours == theirs else 2] += 1
                 ratios.append(statistics.median(e["select_s"] for e in table[(mine, d)])
                               / statistics.median(e["select_s"] for e in table[(base, d)]))
-            lines.append(f"| {mine} | {len(shared)} | {' / '.join(map(str, counts))} "
-                         f"| {min(ratios):.2f}–{max(ratios):.2f} |")
-    return lines if len(lines) > 5 else []
+            rows.append(f"| {mine} | {len(shared)} | {' / '.join(map(str, counts))} "
+                        f"| {min(ratios):.2f}–{max(ratios):.2f} |")
+    if not rows:
+        return []
+    return ["", f"## Against the default ({DEFAULT}), the same selection", "",
+            "| strategy / selection | datasets | val better / equal / worse | median search"
+            " + selection time × the default's |", "|---|---|---|---|", *rows]
 
 
 def mean_of(values: list[float]) -> float:

@@ -464,7 +464,7 @@ class SupernetTrainer:
         recipe = self.recipe
         if self._schedule is None:
             # every schedule spans min_steps, which a search reaches (SearchStrategy.step_started)
-            progress = min(self.steps / self.config.min_steps, 1.0)
+            progress = self.steps / self.config.min_steps  # cosine() holds its end after 1
             set_lr(self.optimizer, self.lr_scale * cosine(recipe.lr, recipe.final_lr, progress))
             if self.strategy.optimizer is not None:
                 anneal_arch_lr(self.strategy.optimizer, progress, scale=self.lr_scale)
