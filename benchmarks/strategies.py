@@ -167,6 +167,7 @@ def entries(jobs: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, 
                 "select_s": search["search_s"] + search["selection_s"],
                 "steps": search["search_steps"], "ops": info["ops"],
                 "lead": search["lead_share"], "eig": search.get("alpha_hessian_eig"),
+                "supernet": search["supernet_val"],
             })
     return out
 
@@ -221,7 +222,7 @@ def report(results: Path) -> str:
         "## Per strategy (average over datasets and seeds)", "",
         "| strategy / selection | datasets | val rank | test rank | val score | discretisation"
         " gap | search (s) | fit (s) | search steps | skip share of the selection "
-        "| α leader skip / none | α-Hessian λmax |",
+        "| α leader skip / none | α-Hessian abs(λmax) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for v in variants:
@@ -229,7 +230,8 @@ def report(results: Path) -> str:
                              for e in table.get((v, d), [])])
         lead_none = mean_of([e["lead"].get("none", 0.0) for d in datasets
                              for e in table.get((v, d), [])])
-        eig = mean(v, "eig")
+        eig = mean_of([abs(e["eig"]) for d in datasets for e in table.get((v, d), [])
+                       if e["eig"] is not None])
         out.append(
             f"| {v} | {coverage[v]} | {ranks[v]:.2f} | {test_ranks[v]:.2f} | {mean(v, 'val'):.4f}"
             f" | {mean(v, 'gap'):+.4f} "
@@ -247,6 +249,7 @@ def report(results: Path) -> str:
             cells.append("–" if not e else f"{statistics.mean(x['test'] for x in e):.4g}")
         out.append(f"| {v} | " + " | ".join(cells) + " |")
     out += against_default(table, datasets)
+    out += optimizer_pairs(table, datasets)
     metrics = {d: table[next(k for k in table if k[1] == d)][0]["metric"] for d in datasets}
     out += ["", "Metrics: " + ", ".join(f"{d} {m}" for d, m in metrics.items())
             + ". Discretisation gap: val score of the retrained selection minus the"
@@ -287,6 +290,73 @@ def against_default(
     return ["", f"## Against the default ({DEFAULT}), the same selection", "",
             "| strategy / selection | datasets | val better / equal / worse | median search"
             " + selection time × the default's |", "|---|---|---|---|", *rows]
+
+
+OPTIMIZER_PAIRS = {
+    DEFAULT: "AdamW, Adam",
+    "strategy-darts-sgd-sgd": "SGD, SGD",
+    "strategy-darts-sgd-adam": "SGD, Adam",
+    "strategy-darts-adam-sgd": "AdamW, SGD",
+}
+"""The optimizer study's (weights, α) optimizers, by model name: DARTS with each pair."""
+
+
+def optimizer_pairs(
+    table: dict[tuple[str, str], list[dict[str, Any]]], datasets: list[str]
+) -> list[str]:
+    """The optimizer study: each (weights, α) pair of :data:`OPTIMIZER_PAIRS` against the
+    default's, on the datasets both ran: on how many the undiscretised supernet's mean
+    validation score, and each selection's, is better / equal (to 4 decimals) / worse,
+    and the α-Hessian's dominant eigenvalue in magnitude (median over seeds) as a multiple
+    of the default's (lowest–highest over the datasets); then that magnitude per dataset.
+    The sign of the eigenvalue of largest magnitude is kept in the rows; sharpness is its
+    magnitude."""
+    base = f"{DEFAULT}/pt"  # the search's figures are the same in both arms' entries
+    present = [m for m in OPTIMIZER_PAIRS if m != DEFAULT and any(
+        (f"{m}/pt", d) in table for d in datasets)]
+    if not present:
+        return []
+
+    def mean_val(variant: str, d: str, key: str) -> float:
+        return round(statistics.mean(e[key] for e in table[(variant, d)]), 4)
+
+    def sharpness(variant: str, d: str) -> float | None:
+        eigs = [abs(e["eig"]) for e in table[(variant, d)] if e["eig"] is not None]
+        return statistics.median(eigs) if eigs else None
+
+    rows = []
+    for model in present:
+        shared = [d for d in datasets if (f"{model}/pt", d) in table and (base, d) in table]
+        cells = []
+        for key, arm in (("supernet", "pt"), ("val", "pt"), ("val", "argmax")):
+            counts = [0, 0, 0]
+            for d in shared:
+                ours, theirs = (mean_val(f"{m}/{arm}", d, key) for m in (model, DEFAULT))
+                counts[0 if ours > theirs else 1 if ours == theirs else 2] += 1
+            cells.append(" / ".join(map(str, counts)))
+        ratios = [a / b for d in shared
+                  if (a := sharpness(f"{model}/pt", d)) is not None
+                  and (b := sharpness(base, d)) not in (None, 0.0)]
+        spread = f"{min(ratios):.2f}–{max(ratios):.2f}" if ratios else "–"
+        rows.append(f"| {OPTIMIZER_PAIRS[model]} | {len(shared)} | {' | '.join(cells)} "
+                    f"| {spread} |")
+    per_dataset = []
+    for model in [DEFAULT, *present]:
+        figures = [sharpness(f"{model}/pt", d) if (f"{model}/pt", d) in table else None
+                   for d in datasets]
+        per_dataset.append(f"| {OPTIMIZER_PAIRS[model]} | " + " | ".join(
+            "–" if f is None else f"{f:.3g}" for f in figures) + " |")
+    return [
+        "", f"## The optimizer study: (weights, α) against the default's "
+        f"({OPTIMIZER_PAIRS[DEFAULT]})", "",
+        "| (weights, α) | datasets | supernet val better / equal / worse | PT val b / e / w "
+        "| argmax val b / e / w | α-Hessian abs(λmax) × the default's |",
+        "|---|---|---|---|---|---|", *rows,
+        "", "abs(λmax), the α-Hessian's dominant eigenvalue in magnitude at the end of the"
+        " search (median over seeds):", "",
+        "| (weights, α) | " + " | ".join(datasets) + " |", "|---" * (1 + len(datasets)) + "|",
+        *per_dataset,
+    ]
 
 
 def mean_of(values: list[float]) -> float:

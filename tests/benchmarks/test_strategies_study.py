@@ -133,3 +133,30 @@ def test_a_proxy_search_retrains_its_selections_at_full_width(tiny_index):
     assert row["status"] == "ok", row.get("traceback")
     assert "d_token=32" in row["arms"]["pt"]["architecture"]  # the fast preset's full width
     assert "d_token=32" in row["arms"]["argmax"]["architecture"]
+
+
+def test_the_optimizer_study_compares_each_pair_with_the_default(tmp_path):
+    def job(model, dataset, val, supernet, eig):
+        arm = {"test": {"accuracy": 0.5}, "val_score": val, "fit_time_s": 1.0, "ops": ["ffn"]}
+        search = {"supernet_val": supernet, "search_s": 1.0, "selection_s": 1.0,
+                  "search_steps": 10, "lead_share": {}, "alpha_hessian_eig": eig}
+        return {"status": "ok", "task": "binclass", "model": model, "dataset": dataset,
+                "arms": {"search": search, "pt": arm, "argmax": arm}}
+
+    rows = [
+        job("strategy-darts", "a", 0.80, 0.70, 0.2), job("strategy-darts", "b", 0.70, 0.60, -0.4),
+        job("strategy-darts-sgd-sgd", "a", 0.75, 0.72, -0.1),
+        job("strategy-darts-sgd-sgd", "b", 0.70, 0.50, 0.2),
+        job("strategy-darts-sgd-sgd", "c", 0.99, 0.99, 9.0),  # no default row: left out
+    ]
+    path = tmp_path / "results.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = report(path).split("## The optimizer study")[1]
+    # supernet better on a, worse on b; selections worse on a, equal on b; the
+    # eigenvalues' magnitudes (not their signs) are compared: 0.1/0.2 and 0.2/0.4
+    assert "| SGD, SGD | 2 | 1 / 0 / 1 | 0 / 1 / 1 | 0 / 1 / 1 | 0.50–0.50 |" in text
+    assert "| AdamW, Adam | 0.2 | 0.4 | – |" in text
+    assert "SGD, Adam" not in text  # a pair that has not run has no row
+    # without any pair beside the default the section is left out
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows[:2]))
+    assert "## The optimizer study" not in report(path)
