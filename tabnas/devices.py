@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -156,12 +157,26 @@ def hardware_settings(config: DeviceConfig) -> Iterator[None]:
         ) = saved
 
 
+FIT_LOCK = threading.RLock()
+"""Held by a fit while it sets torch's process-wide state (the random generators it seeds
+and draws from, the thread count, the backend flags): fits started from several threads
+of one process run one after the other, each reproducible and each restoring what it
+found. Processes (joblib's default backend) are not affected."""
+
+
 @contextlib.contextmanager
 def seeded(seed: int, config: DeviceConfig) -> Iterator[None]:
-    """Seed torch for a fit without disturbing the caller's global random state."""
-    devices = [config.device.index or 0] if config.is_cuda else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
+    """Seed torch for a fit without disturbing the caller's global random state.
+
+    Only the generators that are restored afterwards are seeded: the CPU's and, on CUDA,
+    the fit device's (``torch.manual_seed`` would also reseed every other GPU, and MPS,
+    for good)."""
+    index = config.device.index or 0
+    with torch.random.fork_rng(devices=[index] if config.is_cuda else []):
+        torch.default_generator.manual_seed(seed)
+        if config.is_cuda:
+            with torch.cuda.device(index):
+                torch.cuda.manual_seed(seed)
         yield
 
 

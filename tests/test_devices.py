@@ -52,6 +52,19 @@ def test_cpu_settings_are_left_alone_and_seeding_is_local():
     assert cpu_threads() >= 1
 
 
+def test_a_cpu_fit_seeds_no_accelerator(monkeypatch):
+    # torch.manual_seed would reseed every GPU (and MPS) for good: fork_rng restores
+    # only the generators it was given, so seeding must touch only those
+    calls = []
+    for module in (torch.cuda, torch.mps):
+        for name in ("manual_seed", "manual_seed_all"):
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, lambda *a, _n=name: calls.append(_n))
+    with seeded(5, resolve_device("cpu")):
+        torch.rand(1)
+    assert calls == []
+
+
 def test_autocast_is_a_no_op_on_cpu():
     config = resolve_device("cpu")
     with config.autocast():

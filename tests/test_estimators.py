@@ -299,7 +299,7 @@ def test_bad_categorical_features_names_the_columns(mixed_frame):
         TabNASClassifier(**FAST, categorical_features=["colour"]).fit(X, y)
 
 
-@pytest.mark.parametrize("param", ["time_limit", "max_epochs", "ensemble_size"])
+@pytest.mark.parametrize("param", ["time_limit", "max_epochs", "ensemble_size", "bag_folds"])
 def test_bools_are_refused_where_numbers_are_meant(param, cancer):
     X, y = cancer
     with pytest.raises(ValueError, match=f"{param}=True is a bool.*pass a number"):
@@ -460,6 +460,21 @@ def test_predict_changes_nothing_and_threads_may_predict_at_once(fitted_mixed, m
     assert all(fitted_mixed.__dict__[k] is v for k, v in state.items())
     assert all(torch.equal(v, weights[k]) for k, v in fitted_mixed.model_.state_dict().items())
     assert fitted_mixed.fit_info_["cpu_threads"] >= 1
+
+
+def test_fits_started_from_threads_are_reproducible_and_restore_the_global_state(cancer):
+    from concurrent.futures import ThreadPoolExecutor
+
+    X, y = cancer
+    params = dict(FAST, max_search_steps=6, max_epochs=2, ensemble_size=1)
+    serial = TabNASClassifier(**params).fit(X[:120], y[:120]).predict_proba(X[:50])
+    before = torch.random.get_rng_state()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        fitted = list(pool.map(
+            lambda _: TabNASClassifier(**params).fit(X[:120], y[:120]), range(2)))
+    for model in fitted:  # the fits took turns: each drew from its own seeded stream
+        np.testing.assert_allclose(model.predict_proba(X[:50]), serial, rtol=1e-5, atol=1e-6)
+    assert torch.equal(torch.random.get_rng_state(), before)
 
 
 @pytest.mark.slow  # about 30-60 s on 2 cores: `make test-slow` (and CI) runs it

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 import tabnas
@@ -316,6 +317,30 @@ def test_a_newer_or_unknown_format_is_refused(saved, tmp_path):
     for path in (text, tmp_path):
         with pytest.raises(ValueError, match="is not a tabnas model file"):
             tabnas.load(path)
+
+
+def test_a_file_with_parameters_this_version_lacks_is_refused_naming_them(saved, tmp_path):
+    future = _rewrite(
+        saved, tmp_path / "future.zip", lambda d: d["params"].update(future_option=1)
+    )
+    with pytest.raises(ValueError, match="does not have: future_option; upgrade tabnas"):
+        tabnas.load(future)
+
+
+def test_a_pickle_from_before_a_parameter_existed_gets_its_default(classifier, mixed_frame,
+                                                                   tmp_path):
+    state = pickle.loads(pickle.dumps(classifier)).__dict__
+    for name in ("numeric_scaling", "label_smoothing", "argmax_candidate"):
+        del state[name]  # parameters added after tabnas 0.1
+    old = TabNASClassifier.__new__(TabNASClassifier)
+    old.__setstate__(state)
+    assert old.get_params()["numeric_scaling"] == "quantile"
+    assert old.label_smoothing == 0.0 and old.argmax_candidate is None
+    assert "TabNASClassifier(" in repr(old)
+    assert clone(old).get_params() == classifier.get_params()  # it used the defaults
+    loaded = tabnas.load(old.save(tmp_path / "old.zip"))
+    X, _ = mixed_frame
+    np.testing.assert_allclose(loaded.predict_proba(X), classifier.predict_proba(X), atol=1e-6)
 
 
 def test_weights_that_do_not_fit_are_refused(saved, tmp_path):

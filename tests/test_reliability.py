@@ -59,6 +59,11 @@ def fitted_on_frame() -> TabNASClassifier:
 
 
 @functools.cache
+def fitted_on_codes() -> TabNASClassifier:
+    return clf().fit(frame(zip=np.array(["10001", "10002"] * (N // 2))), LABELS)
+
+
+@functools.cache
 def fitted_on_array() -> TabNASClassifier:
     return clf().fit(NUM, LABELS)
 
@@ -325,6 +330,11 @@ CASES = [
         check=predicts,
     ),
     Case(
+        "categorical", "a column of codes that were text at fit, read as numbers at predict",
+        lambda: fitted_on_codes().predict(frame(zip=np.array([10001, 10002] * (N // 2)))),
+        ValueError, "column 'zip' held text values at fit and holds number values now.*astype",
+    ),
+    Case(
         "categorical", "missing values at predict only",
         lambda: fitted_on_frame().predict(
             frame(color=pd.Categorical([None] * N, categories=["red"]))
@@ -568,6 +578,18 @@ def test_catalogue(case: Case):
         else:
             with pytest.raises(case.error, match=re.compile(case.message, re.S)):
                 case.run()
+
+
+def test_an_object_column_of_numbers_is_categorical_with_a_warning():
+    X = frame(price=pd.Series([1.5, 2.5, None, 4.0] * (N // 4), dtype=object))
+    with pytest.warns(UserWarning, match="column 'price' holds only numbers.*pd.to_numeric"):
+        model = clf().fit(X, LABELS)
+    assert model._categorical_columns_ == [2]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        clf(categorical_features=["price"]).fit(X, LABELS)  # said on purpose
+        clf().fit(frame(zip=np.array(["10001", "10002"] * (N // 2))), LABELS)  # text codes
+    assert not [w for w in caught if "holds only numbers" in str(w.message)]
 
 
 def test_the_catalogue_is_large_and_its_page_lists_every_case():

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import inspect
 import logging
+import warnings
 from abc import ABC, abstractmethod
 from numbers import Integral, Real
 
@@ -21,7 +23,14 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from tabnas.devices import DeviceConfig, cpu_threads, hardware_settings, resolve_device, seeded
+from tabnas.devices import (
+    FIT_LOCK,
+    DeviceConfig,
+    cpu_threads,
+    hardware_settings,
+    resolve_device,
+    seeded,
+)
 from tabnas.estimators._presets import (
     BAG_MAX_ROWS,
     PRESETS,
@@ -33,7 +42,7 @@ from tabnas.nas.selection.base import Criterion
 from tabnas.nas.space import Architecture, SearchSpace
 from tabnas.nas.strategies import STRATEGY_REGISTRY, SearchStrategy
 from tabnas.preprocessing import TabularPreprocessor, holdout_split
-from tabnas.preprocessing._tabular import SCALINGS, dates_message
+from tabnas.preprocessing._tabular import SCALINGS, dates_message, value_kind
 from tabnas.training.data import TensorData
 from tabnas.training.loop import Budget, Task, predict
 from tabnas.training.pipeline import FitPlan, search_select_retrain
@@ -132,6 +141,16 @@ class BaseTabNAS(BaseEstimator, ABC):
         self.random_state = random_state
         self.verbose = verbose
 
+    def __setstate__(self, state: dict) -> None:
+        """Unpickle; a constructor parameter that the pickling tabnas did not have yet
+        takes its default, so that ``get_params``, ``clone`` and ``save`` work on models
+        pickled by an older version (the fitted model itself predicts as it did)."""
+        super().__setstate__(state)
+        parameters = inspect.signature(type(self).__init__).parameters
+        for name in self._get_param_names():
+            if name not in self.__dict__:
+                setattr(self, name, parameters[name].default)
+
     # ---- the task-specific hooks -----------------------------------------------------
     @abstractmethod
     def _encode_target(self, y, *, fitting: bool) -> np.ndarray:
@@ -172,10 +191,6 @@ class BaseTabNAS(BaseEstimator, ABC):
             )
         if (X_val is None) != (y_val is None):
             raise ValueError("pass both X_val and y_val, or neither")
-        if self.bag_folds == 1:
-            raise ValueError(
-                "bag_folds=1 is not bagging; pass 0 (off), at least 2 folds, or 'auto'"
-            )
         for name in _NUMBER_PARAMS:  # bool is an int to Python and to the constraints
             if isinstance(getattr(self, name), (bool, np.bool_)):
                 raise ValueError(
@@ -183,6 +198,10 @@ class BaseTabNAS(BaseEstimator, ABC):
                     f" pass a number (e.g. {name}={_NUMBER_EXAMPLES.get(name, 10)})"
                     + (" or None" if None in self._parameter_constraints[name] else "")
                 )
+        if self.bag_folds == 1:
+            raise ValueError(
+                "bag_folds=1 is not bagging; pass 0 (off), at least 2 folds, or 'auto'"
+            )
         if self.label_smoothing and not is_classifier(self):
             raise ValueError(
                 f"label_smoothing={self.label_smoothing!r} applies to classification only;"
@@ -257,7 +276,7 @@ class BaseTabNAS(BaseEstimator, ABC):
                 n_rows=len(frame) + len(val_frame), explicit_val=X_val is not None
             ),
         )
-        with hardware_settings(device), seeded(torch_seed, device):
+        with FIT_LOCK, hardware_settings(device), seeded(torch_seed, device):
             threads_used = cpu_threads()  # inside the settings: what the fit really uses
             result = search_select_retrain(
                 plan,
@@ -412,6 +431,8 @@ class BaseTabNAS(BaseEstimator, ABC):
             inferred = []
         if reset:
             self._categorical_columns_ = self._resolve_categorical(X, inferred)
+            if self.categorical_features is None:
+                _warn_numbers_as_categories(X, inferred)
         return frame
 
     def _resolve_categorical(self, X, inferred: list[int]) -> list[int]:
@@ -567,3 +588,21 @@ def _strings_from_a_list(given, array: np.ndarray) -> bool:
     missing value (``np.nan``, ``None``) into the string ``'nan'`` / ``'None'``; such input
     is read again as objects, as scikit-learn's encoders do."""
     return not hasattr(given, "dtype") and array.dtype.kind in "SU"
+
+
+def _warn_numbers_as_categories(X, inferred: list[int]) -> None:
+    """Warn about object columns that hold numbers only: treated as categorical (every
+    value its own category, new values unseen), which is rarely what was meant."""
+    for j in inferred:
+        column = X.iloc[:, j]
+        if not pd.api.types.is_object_dtype(column.dtype):
+            continue
+        values = pd.unique(column.dropna())
+        if len(values) and all(value_kind(v) == "number" for v in values):
+            warnings.warn(
+                f"column {X.columns[j]!r} holds only numbers but has dtype object, so it is"
+                " treated as categorical (each value a category); convert it with"
+                " pd.to_numeric if it is numeric, or name it in categorical_features to"
+                " keep it categorical without this warning",
+                UserWarning, stacklevel=4,
+            )

@@ -388,7 +388,15 @@ def load(path: str | os.PathLike) -> BaseTabNAS:
             f"{str(path)!r} holds a {document.get('estimator')!r}, which this tabnas does not know;"
             f" known: {sorted(ESTIMATORS)}"
         )
-    estimator = cls(**from_json(document["params"]))
+    params = from_json(document["params"])
+    unknown = sorted(set(params) - set(cls._get_param_names()))
+    if unknown:
+        raise ValueError(
+            f"{str(path)!r} was saved by tabnas {document.get('tabnas_version')} with"
+            f" parameters this tabnas ({__version__}) does not have: {', '.join(unknown)};"
+            " upgrade tabnas to load it"
+        )
+    estimator = cls(**params)
     for key, value in document["attributes"].items():
         setattr(estimator, key, from_json(value))
     estimator.preprocessor_ = preprocessor_from_json(document["preprocessor"])

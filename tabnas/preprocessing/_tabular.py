@@ -95,6 +95,18 @@ def check_hashable(values: pd.Series, name: str) -> None:
             ) from None
 
 
+def value_kind(value: Any) -> str:
+    """``"bool"``, ``"number"`` or ``"text"``, else the value's type name: what a
+    categorical column's values are, for telling a column read as another type."""
+    if isinstance(value, (bool, np.bool_)):
+        return "bool"
+    if isinstance(value, (int, float, np.number)):
+        return "number"
+    if isinstance(value, str):
+        return "text"
+    return type(value).__name__
+
+
 def _is_number(value: Any) -> bool:
     try:
         float(value)
@@ -222,8 +234,26 @@ class TabularPreprocessor:
             codes = self._categorical(
                 frame, j, lambda v, cats=categories: cats.get_indexer(v.astype(object))
             )
+            present = frame.iloc[:, j].notna().to_numpy()
+            if present.any() and (codes[present] < 0).all():
+                self._check_kinds(frame, j, categories)
             x_cat[:, i] = codes + 1  # unknown and missing (-1) -> 0
         return x_num, x_cat
+
+    def _check_kinds(self, frame: pd.DataFrame, j: int, categories: pd.Index) -> None:
+        """Refuse a categorical column none of whose values is a training category and whose
+        values are of another kind (text, number, bool) than the categories: codes read
+        as numbers where they were text at fit, for instance, would otherwise all fall into
+        the "unseen" slot without a word."""
+        fitted = {value_kind(c) for c in categories}
+        now = {value_kind(v) for v in pd.unique(frame.iloc[:, j].dropna().astype(object))}
+        if fitted and not fitted & now:
+            raise ValueError(
+                f"categorical column {self._name(frame, j)} held {' and '.join(sorted(fitted))}"
+                f" values at fit and holds {' and '.join(sorted(now))} values now, none of them"
+                " a category seen at fit; give the column the type it had at fit (for example"
+                " .astype(str) for codes that were text)"
+            )
 
     def _numeric(self, frame: pd.DataFrame) -> np.ndarray:
         columns = [to_float_column(frame.iloc[:, j], self._name(frame, j)) for j in self.numeric_]
