@@ -336,7 +336,7 @@ def optimizer_pairs(
             cells.append(" / ".join(map(str, counts)))
         ratios = [a / b for d in shared
                   if (a := sharpness(f"{model}/pt", d)) is not None
-                  and (b := sharpness(base, d)) not in (None, 0.0)]
+                  and (b := sharpness(base, d)) is not None and b != 0.0]
         spread = f"{min(ratios):.2f}–{max(ratios):.2f}" if ratios else "–"
         rows.append(f"| {OPTIMIZER_PAIRS[model]} | {len(shared)} | {' | '.join(cells)} "
                     f"| {spread} |")

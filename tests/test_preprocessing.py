@@ -1,5 +1,7 @@
 """Gorishniy-style preprocessing and the seeded splits."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -170,19 +172,24 @@ def test_unknown_scaling_is_refused():
         TabularPreprocessor(categorical=[], random_state=0, scaling="minmax")
 
 
-def test_a_categorical_column_read_as_another_type_is_refused_naming_it():
+def test_a_categorical_column_read_as_another_type_gets_a_warning_naming_it():
     fit_frame = pd.DataFrame({0: ["a", "b", "a", "b"], 1: [True, False, True, False]})
-    pre = TabularPreprocessor(categorical=[0, 1], names=["city", "flag"]).fit(fit_frame)
-    # unseen values of the kind seen at fit go to the "unseen" slot, as always
-    unseen = pd.DataFrame({0: ["c", "d"], 1: [True, None]}, dtype=object)
-    assert pre.transform(unseen)[1][:, 0].tolist() == [0, 0]
-    # booleans at fit, their text at predict: every row would fall into that slot
-    as_text = pd.DataFrame({0: ["a", "b"], 1: ["True", None]})
-    with pytest.raises(ValueError, match="column 'flag' held bool values at fit and holds text"):
-        pre.transform(as_text)
-    with pytest.raises(ValueError, match="column 'city' held text values at fit and holds num"):
+    pre = TabularPreprocessor(categorical=[0, 1], random_state=0, names=["city", "flag"])
+    pre.fit(fit_frame)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        # unseen values of the kind seen at fit go to the "unseen" slot, as always
+        unseen = pd.DataFrame({0: ["c", "d"], 1: [True, None]}, dtype=object)
+        assert pre.transform(unseen, check_kinds=True)[1][:, 0].tolist() == [0, 0]
+        # one value still matching a training category: no warning
+        mixed = pd.DataFrame({0: ["a", "a"], 1: ["True", True]}, dtype=object)
+        codes = pre.transform(mixed, check_kinds=True)[1][:, 1]
+        assert codes[0] == 0 and codes[1] > 0
+        # without check_kinds (the fit's own rows) nothing is checked
         pre.transform(pd.DataFrame({0: [1, 2], 1: [True, False]}))
-    # one value still matching a training category: no error
-    mixed = pd.DataFrame({0: ["a", "a"], 1: ["True", True]}, dtype=object)
-    codes = pre.transform(mixed)[1][:, 1]
-    assert codes[0] == 0 and codes[1] > 0
+    # booleans at fit, their text at predict: every row falls into that slot
+    as_text = pd.DataFrame({0: ["a", "b"], 1: ["True", None]})
+    with pytest.warns(UserWarning, match="column 'flag' held bool values at fit and holds text"):
+        assert pre.transform(as_text, check_kinds=True)[1][:, 1].tolist() == [0, 0]
+    with pytest.warns(UserWarning, match="column 'city' held text values at fit and holds num"):
+        pre.transform(pd.DataFrame({0: [1, 2], 1: [True, False]}), check_kinds=True)

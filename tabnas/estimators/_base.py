@@ -57,7 +57,7 @@ _NUMBER_PARAMS = (
 )
 _NUMBER_EXAMPLES = {
     "time_limit": 600, "validation_fraction": 0.2, "batch_size": 256, "label_smoothing": 0.1,
-    "search_width": 0.5,
+    "search_width": 0.5, "bag_folds": 5,
 }
 
 MIN_SAMPLES = 4
@@ -213,7 +213,8 @@ class BaseTabNAS(BaseEstimator, ABC):
         staged = copy.copy(self)
         for name in _fitted_attributes(staged):
             delattr(staged, name)
-        staged._fit(X, y, X_val, y_val)
+        with FIT_LOCK:  # before the time limit's clock starts: waiting is not fitting
+            staged._fit(X, y, X_val, y_val)
         for name in _fitted_attributes(self):
             delattr(self, name)
         for name in _fitted_attributes(staged):
@@ -276,7 +277,7 @@ class BaseTabNAS(BaseEstimator, ABC):
                 n_rows=len(frame) + len(val_frame), explicit_val=X_val is not None
             ),
         )
-        with FIT_LOCK, hardware_settings(device), seeded(torch_seed, device):
+        with hardware_settings(device), seeded(torch_seed, device):
             threads_used = cpu_threads()  # inside the settings: what the fit really uses
             result = search_select_retrain(
                 plan,
@@ -467,9 +468,10 @@ class BaseTabNAS(BaseEstimator, ABC):
         return sorted(set(columns))
 
     def _tensors(
-        self, preprocessor: TabularPreprocessor, frame: pd.DataFrame, y: np.ndarray | None
+        self, preprocessor: TabularPreprocessor, frame: pd.DataFrame, y: np.ndarray | None,
+        *, check_kinds: bool = False,
     ) -> TensorData:
-        x_num, x_cat = preprocessor.transform(frame)
+        x_num, x_cat = preprocessor.transform(frame, check_kinds=check_kinds)
         target = torch.zeros(len(frame)) if y is None else torch.as_tensor(y)
         return TensorData(torch.as_tensor(x_num), torch.as_tensor(x_cat), target)
 
@@ -480,7 +482,7 @@ class BaseTabNAS(BaseEstimator, ABC):
         CUDA a copy moves to the device, so threads may predict at once."""
         check_is_fitted(self)
         frame = self._validate_X(X, reset=False)
-        data = self._tensors(self.preprocessor_, frame, None)
+        data = self._tensors(self.preprocessor_, frame, None, check_kinds=True)
         # predictions in fp32 everywhere (no bf16 autocast): a GPU's agree with the CPU's
         device = dataclasses.replace(self._prediction_device(), amp_dtype=None)
         model = self.model_ if not device.is_cuda else copy.deepcopy(self.model_).to(device.device)
@@ -597,12 +599,15 @@ def _warn_numbers_as_categories(X, inferred: list[int]) -> None:
         column = X.iloc[:, j]
         if not pd.api.types.is_object_dtype(column.dtype):
             continue
-        values = pd.unique(column.dropna())
+        try:
+            values = pd.unique(column.dropna())
+        except TypeError:  # unhashable values: the preprocessor's error names them
+            continue
         if len(values) and all(value_kind(v) == "number" for v in values):
             warnings.warn(
                 f"column {X.columns[j]!r} holds only numbers but has dtype object, so it is"
                 " treated as categorical (each value a category); convert it with"
                 " pd.to_numeric if it is numeric, or name it in categorical_features to"
                 " keep it categorical without this warning",
-                UserWarning, stacklevel=4,
+                UserWarning, stacklevel=6,  # the caller of fit
             )

@@ -216,7 +216,12 @@ class TabularPreprocessor:
     def cat_cardinalities(self) -> list[int]:
         return [len(categories) + 1 for categories in self.categories_]
 
-    def transform(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    def transform(
+        self, frame: pd.DataFrame, *, check_kinds: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(numeric inputs, categorical codes)`` of ``frame``'s rows. ``check_kinds``
+        (new rows at predict): warn about a categorical column whose values are all unseen
+        and of another type than at fit (:meth:`_check_kinds`)."""
         numeric = self._numeric(frame)
         missing = np.isnan(numeric)
         numeric = np.where(missing, self.means_, numeric)
@@ -234,25 +239,31 @@ class TabularPreprocessor:
             codes = self._categorical(
                 frame, j, lambda v, cats=categories: cats.get_indexer(v.astype(object))
             )
-            present = frame.iloc[:, j].notna().to_numpy()
-            if present.any() and (codes[present] < 0).all():
-                self._check_kinds(frame, j, categories)
+            if check_kinds:
+                self._check_kinds(frame, j, categories, codes)
             x_cat[:, i] = codes + 1  # unknown and missing (-1) -> 0
         return x_num, x_cat
 
-    def _check_kinds(self, frame: pd.DataFrame, j: int, categories: pd.Index) -> None:
-        """Refuse a categorical column none of whose values is a training category and whose
-        values are of another kind (text, number, bool) than the categories: codes read
-        as numbers where they were text at fit, for instance, would otherwise all fall into
-        the "unseen" slot without a word."""
+    def _check_kinds(
+        self, frame: pd.DataFrame, j: int, categories: pd.Index, codes: np.ndarray
+    ) -> None:
+        """Warn when none of a categorical column's values is a training category and they
+        are of another kind (text, number, bool) than the categories: codes read as numbers
+        where they were text at fit, for instance, would otherwise all fall into the
+        "unseen" slot without a word."""
+        present = frame.iloc[:, j].notna().to_numpy()
+        if not present.any() or (codes[present] >= 0).any():
+            return
         fitted = {value_kind(c) for c in categories}
-        now = {value_kind(v) for v in pd.unique(frame.iloc[:, j].dropna().astype(object))}
+        now = {value_kind(v) for v in frame.iloc[:, j][present]}
         if fitted and not fitted & now:
-            raise ValueError(
+            warnings.warn(
                 f"categorical column {self._name(frame, j)} held {' and '.join(sorted(fitted))}"
                 f" values at fit and holds {' and '.join(sorted(now))} values now, none of them"
-                " a category seen at fit; give the column the type it had at fit (for example"
-                " .astype(str) for codes that were text)"
+                " a category seen at fit, so every row gets the unseen-category code; give the"
+                " column the type it had at fit (for example .astype(str) for codes that were"
+                " text)",
+                UserWarning, stacklevel=2,
             )
 
     def _numeric(self, frame: pd.DataFrame) -> np.ndarray:
