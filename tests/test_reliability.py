@@ -705,6 +705,9 @@ def outcome_of(case: Case) -> tuple[str, str]:
             answer = f"`{type(error).__name__}`: {text}"
             return answer, "as expected" if expected else "unclear error"
     if case.error is None and case.check(result):
+        if isinstance(result, list):  # the messages of the warnings it gave (``warned``)
+            return "predicts, with a warning: " + "; ".join(
+                " ".join(m.split()) for m in result), "as expected"
         return "fits and predicts", "as expected"
     return "**no error**" if case.error else "**check failed**", "silent"
 
