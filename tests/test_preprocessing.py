@@ -193,3 +193,14 @@ def test_a_categorical_column_read_as_another_type_gets_a_warning_naming_it():
         assert pre.transform(as_text, check_kinds=True)[1][:, 1].tolist() == [0, 0]
     with pytest.warns(UserWarning, match="column 'city' held text values at fit and holds num"):
         pre.transform(pd.DataFrame({0: [1, 2], 1: [True, False]}), check_kinds=True)
+
+
+def test_values_at_the_ends_of_a_column_spanning_many_magnitudes_stay_finite():
+    # found by the reliability catalogue's generated tables: the quantile transform's
+    # two-sided interpolation cancelled to just below 0 for 1.0, whose normal quantile is NaN
+    column = [0.0, 1.0] + [np.nan] * 5 + [5.361928e18] + [np.nan] * 3
+    train = pd.DataFrame({0: column, 1: ["x"] * 11})
+    pre = TabularPreprocessor(categorical=[1], random_state=0).fit(train)
+    x_num, _ = pre.transform(train)
+    assert np.isfinite(x_num).all()
+    assert x_num[1, 0] == x_num[0, 0] == x_num[:, 0].min()  # the low end, as 0.0 is

@@ -95,6 +95,20 @@ def check_hashable(values: pd.Series, name: str) -> None:
             ) from None
 
 
+def quantile_transform(quantile: QuantileTransformer, numeric: np.ndarray) -> np.ndarray:
+    """``quantile.transform(numeric)``, with the NaN it can give for values at the extreme
+    ends of a column whose quantiles span many orders of magnitude (its two-sided
+    interpolation cancels to a value just below 0 or above 1, whose normal quantile is NaN)
+    replaced by the end the value lies at."""
+    out = quantile.transform(numeric)
+    broken = np.isnan(out) & ~np.isnan(numeric)
+    if broken.any():
+        middle = quantile.quantiles_[len(quantile.quantiles_) // 2]
+        ends = quantile.transform(quantile.quantiles_[[0, -1]])  # each column's two ends
+        out = np.where(broken, np.where(numeric < middle, ends[0], ends[1]), out)
+    return out
+
+
 def value_kind(value: Any) -> str:
     """``"bool"``, ``"number"`` or ``"text"``, else the value's type name: what a
     categorical column's values are, for telling a column read as another type."""
@@ -226,7 +240,7 @@ class TabularPreprocessor:
         missing = np.isnan(numeric)
         numeric = np.where(missing, self.means_, numeric)
         if self.quantile_ is not None:
-            numeric = self.quantile_.transform(numeric)
+            numeric = quantile_transform(self.quantile_, numeric)
         robust = getattr(self, "robust_", None)  # absent in tabnas 0.1's pickles
         if robust is not None:
             median, factor = robust
@@ -255,7 +269,8 @@ class TabularPreprocessor:
         if not present.any() or (codes[present] >= 0).any():
             return
         fitted = {value_kind(c) for c in categories}
-        now = {value_kind(v) for v in frame.iloc[:, j][present]}
+        # hashable (get_indexer read them): the distinct values only
+        now = {value_kind(v) for v in pd.unique(frame.iloc[:, j][present].astype(object))}
         if fitted and not fitted & now:
             warnings.warn(
                 f"categorical column {self._name(frame, j)} held {' and '.join(sorted(fitted))}"
