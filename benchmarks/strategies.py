@@ -276,20 +276,30 @@ def against_default(
             shared = [d for d in datasets if (mine, d) in table and (base, d) in table]
             if not shared:
                 continue
-            counts, ratios = [0, 0, 0], []
-            for d in shared:
-                ours, theirs = (round(statistics.mean(e["val"] for e in table[(v, d)]), 4)
-                                for v in (mine, base))
-                counts[0 if ours > theirs else 1 if ours == theirs else 2] += 1
-                ratios.append(statistics.median(e["select_s"] for e in table[(mine, d)])
-                              / statistics.median(e["select_s"] for e in table[(base, d)]))
-            rows.append(f"| {mine} | {len(shared)} | {' / '.join(map(str, counts))} "
+            ratios = [statistics.median(e["select_s"] for e in table[(mine, d)])
+                      / statistics.median(e["select_s"] for e in table[(base, d)])
+                      for d in shared]
+            rows.append(f"| {mine} | {len(shared)} | {tally(table, mine, base, shared)} "
                         f"| {min(ratios):.2f}–{max(ratios):.2f} |")
     if not rows:
         return []
     return ["", f"## Against the default ({DEFAULT}), the same selection", "",
             "| strategy / selection | datasets | val better / equal / worse | median search"
             " + selection time × the default's |", "|---|---|---|---|", *rows]
+
+
+def tally(
+    table: dict[tuple[str, str], list[dict[str, Any]]], mine: str, base: str,
+    datasets: list[str], key: str = "val",
+) -> str:
+    """``"better / equal / worse"``: on how many of ``datasets`` the mean ``key`` score
+    (higher is better) of ``mine`` is above, equal to (to 4 decimals) or below ``base``'s."""
+    counts = [0, 0, 0]
+    for d in datasets:
+        ours, theirs = (round(statistics.mean(e[key] for e in table[(v, d)]), 4)
+                        for v in (mine, base))
+        counts[0 if ours > theirs else 1 if ours == theirs else 2] += 1
+    return " / ".join(map(str, counts))
 
 
 OPTIMIZER_PAIRS = {
@@ -317,9 +327,6 @@ def optimizer_pairs(
     if not present:
         return []
 
-    def mean_val(variant: str, d: str, key: str) -> float:
-        return round(statistics.mean(e[key] for e in table[(variant, d)]), 4)
-
     def sharpness(variant: str, d: str) -> float | None:
         eigs = [abs(e["eig"]) for e in table[(variant, d)] if e["eig"] is not None]
         return statistics.median(eigs) if eigs else None
@@ -327,13 +334,8 @@ def optimizer_pairs(
     rows = []
     for model in present:
         shared = [d for d in datasets if (f"{model}/pt", d) in table and (base, d) in table]
-        cells = []
-        for key, arm in (("supernet", "pt"), ("val", "pt"), ("val", "argmax")):
-            counts = [0, 0, 0]
-            for d in shared:
-                ours, theirs = (mean_val(f"{m}/{arm}", d, key) for m in (model, DEFAULT))
-                counts[0 if ours > theirs else 1 if ours == theirs else 2] += 1
-            cells.append(" / ".join(map(str, counts)))
+        cells = [tally(table, f"{model}/{arm}", f"{DEFAULT}/{arm}", shared, key)
+                 for key, arm in (("supernet", "pt"), ("val", "pt"), ("val", "argmax"))]
         ratios = [a / b for d in shared
                   if (a := sharpness(f"{model}/pt", d)) is not None
                   and (b := sharpness(base, d)) is not None and b != 0.0]

@@ -171,17 +171,14 @@ def seeded(seed: int, config: DeviceConfig) -> Iterator[None]:
     Only the generators that are restored afterwards are seeded: the CPU's and, on CUDA,
     the fit device's (``torch.manual_seed`` would also reseed every other GPU, and MPS,
     for good)."""
-    if not config.is_cuda:
-        with torch.random.fork_rng(devices=[]):
-            torch.default_generator.manual_seed(seed)
-            yield
-        return
     index = config.device.index
-    index = torch.cuda.current_device() if index is None else index  # where "cuda" runs
-    with torch.random.fork_rng(devices=[index]):
+    if config.is_cuda and index is None:
+        index = torch.cuda.current_device()  # where "cuda" runs
+    with torch.random.fork_rng(devices=[index] if config.is_cuda else []):
         torch.default_generator.manual_seed(seed)
-        with torch.cuda.device(index):
-            torch.cuda.manual_seed(seed)
+        if config.is_cuda:
+            with torch.cuda.device(index):
+                torch.cuda.manual_seed(seed)
         yield
 
 
