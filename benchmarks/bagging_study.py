@@ -16,7 +16,6 @@ so an interrupted run keeps what it finished) and ``bagging.md``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 
 from benchmarks.datasets import load_local
 from benchmarks.protocol import prepare, scores
+from benchmarks.run import append_row, read_results
 
 DATASETS = ("diabetes", "credit_g", "vehicle", "banknote", "wine_quality_red", "segment", "phoneme")
 ARMS = {"no bagging": 0, "5-fold bagging": 5}
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "results.jsonl"
-    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    rows = [r for r in read_results(path) if r.get("preset") == args.preset]
     done = {(r["dataset"], r["seed"], r["arm"]) for r in rows}
     for name in args.datasets:
         dataset = load_local(name, args.datasets_index)
@@ -128,8 +128,7 @@ def main(argv: list[str] | None = None) -> None:
                 row = {"dataset": name, "task": data.task, "seed": seed, "arm": arm,
                        "preset": args.preset, "load_average": os.getloadavg()[0], **result}
                 rows.append(row)
-                with path.open("a") as f:
-                    f.write(json.dumps(row) + "\n")
+                append_row(path, row)
                 print(
                     f"{name} seed {seed} {arm}: val {row['val']} ({row['fit_s']:.0f} s)",
                     flush=True,

@@ -25,6 +25,7 @@ import platform
 import resource
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -84,11 +85,16 @@ def fit_lightgbm(X_train, y_train, X_val, y_val):
         )
 
 
-def california(index_path, out: Path, *, with_ft_transformer: bool = False) -> list[dict]:
+def california(index_path, out: Path, *, with_ft_transformer: bool = False) -> Iterator[dict]:
+    """The California rows, each yielded as soon as its model is fitted and scored."""
     X_train, X_val, X_test, y_train, y_val, y_test = california_split(index_path)
     started = time.perf_counter()
     gbm = fit_lightgbm(X_train, y_train, X_val, y_val)
-    gbm_s = time.perf_counter() - started
+    yield {
+        "dataset": "california_housing", "model": "lightgbm (defaults, early stopping 50)",
+        "metric": "rmse ($100k)", "fit_time_s": time.perf_counter() - started,
+        "score": rmse(gbm.predict(X_test), y_test), "n_train": len(X_train),
+    }
     started = time.perf_counter()
     reg = TabNASRegressor(random_state=0).fit(X_train, y_train, X_val=X_val, y_val=y_val)
     reg_s = time.perf_counter() - started
@@ -100,7 +106,15 @@ def california(index_path, out: Path, *, with_ft_transformer: bool = False) -> l
         plotting.plot_learning_curves(reg, out / "learning_curves.png")
     except ImportError:
         pass
-    rows = []
+    yield {
+        "dataset": "california_housing", "model": "tabnas medium (default)",
+        "metric": "rmse ($100k)", "score": rmse(reg.predict(X_test), y_test),
+        "fit_time_s": reg_s, "n_train": len(X_train), "architecture": str(reg.architecture_),
+        "n_parameters": reg.n_parameters_, "timings": reg.timings_,
+        "peak_rss_mb": peak_rss_mb(), "device": reg.device_,
+        "fit_info": {k: v for k, v in reg.fit_info_.items() if k != "best_val"},
+        "ensemble": [ensemble_row(member) for member in reg.ensemble_],
+    }
     if with_ft_transformer:
         from benchmarks.nn_baselines import FTTransformerModel
 
@@ -109,28 +123,11 @@ def california(index_path, out: Path, *, with_ft_transformer: bool = False) -> l
             task="regression", n_classes=None, seed=0, threads=torch.get_num_threads()
         )
         ft.fit(X_train, y_train.to_numpy(), X_val, y_val.to_numpy())
-        rows.append({
+        yield {
             "dataset": "california_housing", "model": "FT-Transformer (rtdl, Gorishniy defaults)",
             "metric": "rmse ($100k)", "score": rmse(ft.predict(X_test), y_test),
             "fit_time_s": time.perf_counter() - started, "n_train": len(X_train), **ft.info(),
-        })
-    return [
-        {
-            "dataset": "california_housing", "model": "lightgbm (defaults, early stopping 50)",
-            "metric": "rmse ($100k)", "score": rmse(gbm.predict(X_test), y_test),
-            "fit_time_s": gbm_s, "n_train": len(X_train),
-        },
-        {
-            "dataset": "california_housing", "model": "tabnas medium (default)",
-            "metric": "rmse ($100k)", "score": rmse(reg.predict(X_test), y_test),
-            "fit_time_s": reg_s, "n_train": len(X_train), "architecture": str(reg.architecture_),
-            "n_parameters": reg.n_parameters_, "timings": reg.timings_,
-            "peak_rss_mb": peak_rss_mb(), "device": reg.device_,
-            "fit_info": {k: v for k, v in reg.fit_info_.items() if k != "best_val"},
-            "ensemble": [ensemble_row(member) for member in reg.ensemble_],
-        },
-        *rows,
-    ]
+        }
 
 
 def ensemble_row(member: dict) -> dict:
@@ -156,22 +153,31 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = [
-        breast_cancer(),
-        *california(args.datasets_index, out, with_ft_transformer=args.with_ft_transformer),
-    ]
-    report = {
-        "rows": rows,
-        "machine": {
-            "platform": platform.platform(), "cpu_threads": torch.get_num_threads(),
-            "tabnas": tabnas.__version__, "torch": torch.__version__,
-            "sklearn": sklearn.__version__,
-            "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "load_average": os.getloadavg()[0],
-        },
-        "date": time.strftime("%Y-%m-%d"),
-    }
-    (out / "results.json").write_text(json.dumps(report, indent=2, default=str))
+    rows: list[dict] = []
+    report: dict = {"rows": rows, "complete": False}
+
+    def save() -> None:  # after each fit: an interrupted run keeps what finished
+        report.update(
+            machine={
+                "platform": platform.platform(), "cpu_threads": torch.get_num_threads(),
+                "tabnas": tabnas.__version__, "torch": torch.__version__,
+                "sklearn": sklearn.__version__,
+                "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+                "load_average": os.getloadavg()[0],
+            },
+            date=time.strftime("%Y-%m-%d"),
+        )
+        tmp = out / ".results.json.tmp"
+        tmp.write_text(json.dumps(report, indent=2, default=str))
+        tmp.replace(out / "results.json")
+
+    rows.append(breast_cancer())
+    save()
+    for row in california(args.datasets_index, out, with_ft_transformer=args.with_ft_transformer):
+        rows.append(row)
+        save()
+    report["complete"] = True
+    save()
     print("| dataset | model | metric | score | fit time (s) |")
     print("|---|---|---|---|---|")
     for r in rows:

@@ -303,6 +303,8 @@ def _run_in_child(job: Job) -> dict[str, Any]:
         except subprocess.TimeoutExpired:
             _kill_group(process)
             process.communicate()
+            if result_file.is_file():  # it finished, and ran past the limit shutting down
+                return json.loads(result_file.read_text())
             row = base_row(job)
             row.update(
                 status="timeout", error=f"the job ran past its time limit of {job.time_limit:g} s"

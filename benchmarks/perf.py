@@ -30,9 +30,11 @@ the reference side by side, on the same device and the same batches:
   with retraining in the device's (the CUDA default before the search drew the device
   batch): time, phases, validation and test scores.
 
-Writes ``perf.json`` and ``perf.md`` to ``--out``. Timings are medians of repeated
-blocks; the load average is recorded with them (timings beside another heavy job are
-not comparable).
+Writes ``perf.json`` and ``perf.md`` to ``--out`` after each section. A rerun into the
+same ``--out`` replaces the sections it runs and keeps the others (each section records
+when it finished), and refuses a folder that holds another device's or preset's run.
+Timings are medians of repeated blocks; the load average is recorded with them (timings
+beside another heavy job are not comparable).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ import resource
 import statistics
 import time
 from collections.abc import Callable
+from queue import Empty
 from pathlib import Path
 from typing import Any
 
@@ -655,20 +658,20 @@ def run(
     out: Path | None = None, tabnas_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run ``sections`` one process each; with ``out``, the report is saved after each
-    section (an interrupted run keeps what finished)."""
+    section (an interrupted run keeps what finished) and merged into the ``perf.json``
+    already there: a rerun replaces the sections it runs and keeps the others."""
     context = multiprocessing.get_context("spawn")
     report: dict[str, Any] = {"machine": machine(device), "preset": preset, "sections": {}}
+    if out is not None:
+        report["sections"] = _earlier_sections(out / "perf.json", report)
     args = {
         "device": device, "preset": preset, "index": index, "dataset": dataset, "threads": threads,
         "tabnas_options": tabnas_options or {},
     }
     for name in sections:
-        queue = context.Queue()
-        process = context.Process(target=_run_section, args=(name, args, queue))
-        process.start()
-        result = queue.get()
-        process.join()
+        result = _section_in_process(context, name, args)
         result["load_average"] = os.getloadavg()[0]
+        result["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         report["sections"][name] = result
         print(f"\n## {name}\n" + json.dumps(result, indent=1, default=str)[:3000], flush=True)
         if out is not None:
@@ -676,12 +679,57 @@ def run(
     return report
 
 
+def _section_in_process(
+    context, name: str, args: dict[str, Any], target: Callable[..., None] | None = None
+) -> dict[str, Any]:
+    """One section in a process of its own; a process that dies without a result (killed
+    for memory, a crash in native code) is reported as the section's error, not waited on."""
+    queue = context.Queue()
+    process = context.Process(target=target or _run_section, args=(name, args, queue))
+    process.start()
+    while True:
+        try:
+            result = queue.get(timeout=5)
+            break
+        except Empty:
+            if not process.is_alive():
+                process.join()
+                return {"error": f"the section's process died with exit code {process.exitcode}"}
+    process.join()
+    return result
+
+
+def _earlier_sections(path: Path, report: dict[str, Any]) -> dict[str, Any]:
+    """The sections of an earlier run saved at ``path``, when it ran on the same kind of
+    device at the same preset; any other earlier run is refused rather than mixed in."""
+    if not path.is_file():
+        return {}
+    try:
+        earlier = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise SystemExit(f"{path} is not a perf report ({error}); move it away or use another --out")
+    ran_on = (earlier.get("machine", {}).get("device", "").split(":")[0], earlier.get("preset"))
+    runs_on = (report["machine"]["device"].split(":")[0], report["preset"])
+    if ran_on != runs_on:
+        raise SystemExit(
+            f"{path} holds a run on {ran_on[0]} at preset {ran_on[1]!r}, this one runs on "
+            f"{runs_on[0]} at {runs_on[1]!r}: use another --out, so that the two are not mixed"
+        )
+    date = earlier.get("machine", {}).get("date", "–")  # sections saved before they had a date
+    return {name: {"finished_at": date, **section}
+            for name, section in earlier.get("sections", {}).items()}
+
+
 def save(report: dict[str, Any], out: Path) -> str:
-    """Write ``perf.json`` and ``perf.md`` to ``out``; returns the markdown."""
+    """Write ``perf.json`` and ``perf.md`` to ``out`` (each replaced whole, never left
+    half-written); returns the markdown."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "perf.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
     markdown = to_markdown(report)
-    (out / "perf.md").write_text(markdown)
+    for name, text in (("perf.json", json.dumps(report, indent=1, default=str) + "\n"),
+                       ("perf.md", markdown)):
+        tmp = out / f".{name}.tmp"
+        tmp.write_text(text)
+        tmp.replace(out / name)
     return markdown
 
 
@@ -703,14 +751,15 @@ def to_markdown(report: dict[str, Any]) -> str:
         "# Engine cost, measured as ratios (`python -m benchmarks.perf`)", "",
         f"{m['date']}, device {m['device']}{' (' + m['gpu'] + ')' if 'gpu' in m else ''}, "
         f"{m['cpu_count']} CPU cores, torch {m['torch']}, preset `{report['preset']}`.", "",
-        "| section | measure | ours | reference | ratio | peak RSS MB | load avg |",
-        "|---|---|---|---|---|---|---|",
+        "| section | measure | ours | reference | ratio | peak RSS MB | load avg | finished |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, r in report["sections"].items():
         mem = f"{r.get('peak_rss_mb', float('nan')):.0f}"
         load = f"{r.get('load_average', float('nan')):.2f}"
+        finished = r.get("finished_at", "–")[:16].replace("T", " ")
         for row in _rows(name, r):
-            lines.append(f"| {name} | " + " | ".join(row) + f" | {mem} | {load} |")
+            lines.append(f"| {name} | " + " | ".join(row) + f" | {mem} | {load} | {finished} |")
     return "\n".join(lines) + "\n"
 
 

@@ -136,7 +136,10 @@ def make_jobs(
                 )
         else:
             datasets.append(spec)
-    datasets = list(dict.fromkeys(datasets))
+    unique: dict[str, DatasetSpec] = {}
+    for spec in datasets:  # one job per name: a task named twice (by a suite and alone) runs once
+        unique.setdefault(spec.name, spec)
+    datasets = list(unique.values())
     return [
         Job(
             dataset=dataset,
@@ -178,6 +181,40 @@ def completed_keys(path: Path) -> set[tuple[str, str, int]]:
         for r in read_results(path)
         if r.get("status") == "ok"
     }
+
+
+def refuse_stale_rows(path: Path, jobs: list[Job]) -> None:
+    """Stop, naming them, when rows of status ok in ``path`` would stand for ``jobs`` that
+    run with other model options or another row cap: a resumed run would mix the two.
+
+    Rows copied from another config with the same options (a shared base) still count.
+    """
+    wanted = {
+        job.key: (_as_json(job.model.options), job.max_train_rows) for job in jobs
+    }
+    stale = []
+    for row in read_results(path):
+        key = (row.get("dataset"), row.get("model"), int(row.get("seed", -1)))
+        if row.get("status") != "ok" or key not in wanted:
+            continue
+        stored = (row.get("model_options"), row.get("max_train_rows"))
+        if stored != wanted[key]:
+            stale.append(f"  {key}: stored {stored}, this run {wanted[key]}")
+    if stale:
+        raise SystemExit(
+            f"{path} already holds {len(stale)} finished job(s) of this run with other model"
+            " options or max_train_rows (shown as (options, max_train_rows)):\n"
+            + "\n".join(stale[:10]) + ("\n  ..." if len(stale) > 10 else "")
+            + "\nUse another --out, give the changed model another name in the config, or"
+            " delete those rows to run them again."
+        )
+
+
+def _as_json(value: Any) -> Any:
+    """``value`` as it reads back from a results row (tuples become lists, and so on)."""
+    from benchmarks.jobs import _json_default
+
+    return json.loads(json.dumps(value, default=_json_default))
 
 
 def append_row(path: Path, row: dict[str, Any]) -> None:
@@ -298,10 +335,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
 
     if args.dry_run:
         jobs = make_jobs(cfg, threads=threads, expand_suites=False)
+        refuse_stale_rows(results, jobs)
         _print_plan(cfg, jobs, done, n_jobs=n_jobs, threads=threads, backend=args.backend)
         return []
 
     jobs = make_jobs(cfg, threads=threads, isolate=not args.in_process)
+    refuse_stale_rows(results, jobs)
     todo = [j for j in jobs if j.key not in done]
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import statistics
 import time
 from pathlib import Path
@@ -40,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.models import Adapter
+from benchmarks.run import read_results
 
 SEARCH_ARMS = {"darts-pt": ("darts", "pt"), "fixed-alpha-pt": ("fixed-alpha", "pt")}
 POINTS = {"ft-point": ("attention", "ffn"), "resnet-point": ("resnet", "skip")}
@@ -287,8 +287,7 @@ EVOLUTION_COLUMNS = [
 
 
 def report(results: Path, default: str = "darts-pt") -> str:
-    rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
-    rows = [r for r in rows if r.get("status") == "ok" and r.get("arms")]
+    rows = [r for r in read_results(results) if r.get("status") == "ok" and r.get("arms")]
     by_dataset: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         by_dataset.setdefault(row["dataset"], []).append(

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import statistics
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.models import Adapter
+from benchmarks.run import read_results
 
 ARMS = ("pt", "argmax")
 PRIMARY = {"binclass": ("accuracy", True), "multiclass": ("accuracy", True),
@@ -148,8 +148,7 @@ def alpha_summary(history, ops: tuple[str, ...]) -> dict[str, Any]:
 # ---- the report ----------------------------------------------------------------------------
 def load_jobs(results: Path) -> list[dict[str, Any]]:
     """The finished jobs of a run, one dict per (model, dataset, seed)."""
-    rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
-    return [r for r in rows if r.get("status") == "ok" and r.get("arms")]
+    return [r for r in read_results(results) if r.get("status") == "ok" and r.get("arms")]
 
 
 def entries(jobs: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:

@@ -18,7 +18,6 @@ there, so an interrupted run loses nothing that finished. The table goes to
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ from sklearn.model_selection import train_test_split
 import tabnas
 from benchmarks.core_bar import california_split, fit_lightgbm, rmse
 from benchmarks.datasets import default_index_path
+from benchmarks.run import append_row, read_results
 from tabnas import TabNASClassifier, TabNASRegressor
 from tabnas.nas.strategies import STRATEGY_REGISTRY
 
@@ -83,10 +83,7 @@ def _fit_figures(est, fit_s: float) -> dict[str, Any]:
 
 
 def load(results: Path) -> dict[tuple[str, str], dict[str, Any]]:
-    if not results.exists():
-        return {}
-    rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
-    return {(r["strategy"], r["dataset"]): r for r in rows}
+    return {(r["strategy"], r["dataset"]): r for r in read_results(results)}
 
 
 def table(done: dict[tuple[str, str], dict[str, Any]]) -> str:
@@ -132,8 +129,7 @@ def main(argv: list[str] | None = None) -> str:
                    "torch_threads": torch.get_num_threads(), "tabnas": tabnas.__version__,
                    "machine": platform.processor() or platform.machine(),
                    "date": time.strftime("%Y-%m-%d")}
-            with results.open("a") as f:
-                f.write(json.dumps(row) + "\n")
+            append_row(results, row)
             done[(strategy, dataset)] = row
             print(f"{strategy} {dataset}: {row['score']:.4f} in {row['fit_time_s']:.1f} s",
                   flush=True)

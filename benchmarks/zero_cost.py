@@ -39,6 +39,7 @@ from scipy import stats
 
 from benchmarks.datasets import default_index_path, load_local
 from benchmarks.protocol import PreparedData, prepare
+from benchmarks.run import append_row, read_results
 
 BASELINES = ("n_parameters",)
 
@@ -192,11 +193,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     log = out / "rows.jsonl"
     done = {}
-    if log.is_file():
-        for line in log.read_text().splitlines():
-            row = json.loads(line)
-            if row["settings"] == settings:
-                done[row["index"]] = row
+    for row in read_results(log):
+        if row["settings"] == settings:
+            done[row["index"]] = row
     for i in range(args.n_archs):
         if i in done:
             continue
@@ -209,8 +208,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             **train_briefly(architecture, data, preset=args.preset, max_epochs=args.max_epochs,
                             seed=args.seed),
         }
-        with log.open("a") as f:
-            f.write(json.dumps(row) + "\n")
+        append_row(log, row)
         done[i] = row
         print(f"{i:3d} val {row['val_score']:.4f}  train {row['train_s']:5.1f} s  "
               + "  ".join(f"{k} {v:.4g}" for k, v in row["proxies"].items()), flush=True)

@@ -88,3 +88,41 @@ def test_the_batch_sections_middle_variant_is_the_search_in_cpu_batches_and_is_u
     })
     assert [row[3] for row in rows[::2]] == ["1.00", "1.50", "2.00"]  # older reports: cpu_batch
     assert "search in the CPU's batch" in rows[2][0] and "search 4" in rows[0][1]
+
+def _dies_without_a_result(name, args, queue):  # a section killed for memory, say
+    import os
+
+    os._exit(3)
+
+
+def test_a_section_whose_process_dies_is_reported_as_its_error_not_waited_on():
+    import multiprocessing
+
+    result = perf._section_in_process(
+        multiprocessing.get_context("spawn"), "supernet", {}, target=_dies_without_a_result
+    )
+    assert result == {"error": "the section's process died with exit code 3"}
+
+
+def test_a_rerun_keeps_the_sections_it_does_not_run_and_refuses_to_mix_presets(
+    tmp_path, monkeypatch
+):
+    runs = []
+
+    def fake_section(context, name, args):
+        runs.append(name)
+        return {"error": f"stand-in for {name} #{len(runs)}"}
+
+    monkeypatch.setattr(perf, "_section_in_process", fake_section)
+    options = dict(device="cpu", index=None, dataset="california", threads=1, out=tmp_path)
+    perf.run(["supernet", "discrete"], preset="fast", **options)
+    report = perf.run(["discrete"], preset="fast", **options)  # e.g. after an interruption
+    saved = json.loads((tmp_path / "perf.json").read_text())
+    assert saved == json.loads(json.dumps(report, default=str))
+    assert saved["sections"]["supernet"]["error"] == "stand-in for supernet #1"  # kept
+    assert saved["sections"]["discrete"]["error"] == "stand-in for discrete #3"  # rerun
+    assert all("finished_at" in section for section in saved["sections"].values())
+    assert not list(tmp_path.glob(".*.tmp"))  # written whole, through a temporary file
+    with pytest.raises(SystemExit, match="at preset 'fast'.*use another --out"):
+        perf.run(["supernet"], preset="medium", **options)
+    assert json.loads((tmp_path / "perf.json").read_text()) == saved  # untouched

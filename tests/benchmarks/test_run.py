@@ -160,3 +160,44 @@ def test_a_configs_protocol_on_the_users_own_index(tmp_path):
     # without --datasets, the config's datasets are checked against the given index
     with pytest.raises(ValueError, match=r"unknown dataset\(s\) \['breast_w'.*\['mine'\]"):
         run.main([*own, "--dry-run"])
+
+
+def test_a_resumed_run_refuses_rows_made_with_other_options(tmp_path, tiny_index):
+    out = tmp_path / "out"
+    run.main([_config(tmp_path, tiny_index, '["tiny_clf"]'), "--out", str(out)])
+    before = (out / "results.jsonl").read_text()
+    changed = _config(tmp_path, tiny_index, '["tiny_clf"]', extra="max_train_rows = 50")
+    with pytest.raises(SystemExit, match=r"1 finished job.*tiny_clf.*stored \(\{\}, None\), this"
+                       r" run \(\{\}, 50\).*Use another --out"):
+        run.main([changed, "--out", str(out)])
+    with pytest.raises(SystemExit, match="other model options"):
+        run.main([changed, "--out", str(out), "--dry-run"])
+    assert (out / "results.jsonl").read_text() == before  # nothing run, nothing written
+    # the same options, e.g. rows copied from another config with the same base: resumed
+    assert run.main([_config(tmp_path, tiny_index, '["tiny_clf"]'), "--out", str(out)]) == []
+
+
+def test_a_task_named_by_its_suite_and_alone_runs_once(tmp_path, monkeypatch):
+    from benchmarks import openml_data
+    from benchmarks.config import load_config
+
+    monkeypatch.setattr(openml_data, "suite_task_ids", lambda suite, **kwargs: [31, 37])
+    path = tmp_path / "suite.toml"
+    path.write_text("[datasets]\nopenml_suites = [99]\nopenml_tasks = [37]\n[models.dummy]\n")
+    jobs = run.make_jobs(load_config(str(path), check_local=False), threads=1)
+    assert sorted(job.dataset.name for job in jobs) == ["openml-task:31", "openml-task:37"]
+
+
+def test_the_studies_read_past_a_line_torn_by_a_kill(tmp_path):
+    from benchmarks import strategies, strategy_check
+
+    path = tmp_path / "results.jsonl"
+    row = {"strategy": "gdas", "dataset": "california", "status": "ok", "arms": {"a": 1}}
+    run.append_row(path, row)
+    with path.open("a") as f:
+        f.write('{"strategy": "snas", "data')  # killed in the middle of a write
+    assert strategy_check.load(path) == {("gdas", "california"): row}
+    assert strategies.load_jobs(path) == [row]
+    strategy_check_row = {"strategy": "snas", "dataset": "california", "status": "ok"}
+    run.append_row(path, strategy_check_row)  # the resumed run's next row stands alone
+    assert set(strategy_check.load(path)) == {("gdas", "california"), ("snas", "california")}
