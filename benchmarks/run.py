@@ -105,6 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(no hard time limit; peak memory is the worker's)",
     )
     parser.add_argument(
+        "--retry",
+        choices=sorted(RETRY),
+        default="all",
+        help="which jobs of --out that did not finish to run again: all (default: errors and"
+        " timeouts), errors (a job that timed out would time out again), none",
+    )
+    parser.add_argument(
         "--dry-run",
         action="store_true",
         help="validate the config and list the jobs without loading data or training",
@@ -174,18 +181,30 @@ def read_results(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def completed_keys(path: Path) -> set[tuple[str, str, int]]:
-    """(dataset, model, seed) of the jobs with a row of status ok."""
+RETRY = {  # --retry: the statuses of earlier rows whose jobs are not run again
+    "all": frozenset({"ok"}),
+    "errors": frozenset({"ok", "timeout"}),
+    "none": frozenset({"ok", "timeout", "error"}),
+}
+
+
+def completed_keys(
+    path: Path, statuses: frozenset[str] = RETRY["all"]
+) -> set[tuple[str, str, int]]:
+    """(dataset, model, seed) of the jobs with a row of one of ``statuses`` (default: ok)."""
     return {
         (r["dataset"], r["model"], int(r["seed"]))
         for r in read_results(path)
-        if r.get("status") == "ok"
+        if r.get("status") in statuses
     }
 
 
-def refuse_stale_rows(path: Path, jobs: list[Job]) -> None:
-    """Stop, naming them, when rows of status ok in ``path`` would stand for ``jobs`` that
-    run with other model options or another row cap: a resumed run would mix the two.
+def refuse_stale_rows(
+    path: Path, jobs: list[Job], statuses: frozenset[str] = RETRY["all"]
+) -> None:
+    """Stop, naming them, when rows in ``path`` that count as done (``statuses``) would
+    stand for ``jobs`` that run with other model options or another row cap: a resumed
+    run would mix the two.
 
     Rows copied from another config with the same options (a shared base) still count.
     """
@@ -195,7 +214,7 @@ def refuse_stale_rows(path: Path, jobs: list[Job]) -> None:
     stale = []
     for row in read_results(path):
         key = (row.get("dataset"), row.get("model"), int(row.get("seed", -1)))
-        if row.get("status") != "ok" or key not in wanted:
+        if row.get("status") not in statuses or key not in wanted:
             continue
         stored = (row.get("model_options"), row.get("max_train_rows"))
         if stored != wanted[key]:
@@ -331,16 +350,17 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     threads = _threads_per_job(n_jobs, args.threads)
     out = Path(args.out)
     results = out / RESULTS_FILE
-    done = completed_keys(results)
+    statuses = RETRY[args.retry]
+    done = completed_keys(results, statuses)
 
     if args.dry_run:
         jobs = make_jobs(cfg, threads=threads, expand_suites=False)
-        refuse_stale_rows(results, jobs)
+        refuse_stale_rows(results, jobs, statuses)
         _print_plan(cfg, jobs, done, n_jobs=n_jobs, threads=threads, backend=args.backend)
         return []
 
     jobs = make_jobs(cfg, threads=threads, isolate=not args.in_process)
-    refuse_stale_rows(results, jobs)
+    refuse_stale_rows(results, jobs, statuses)
     todo = [j for j in jobs if j.key not in done]
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(
@@ -359,7 +379,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         )
     )
     print(
-        f"{cfg.name}: {len(jobs)} jobs, {len(jobs) - len(todo)} already done, {len(todo)} to run"
+        f"{cfg.name}: {len(jobs)} jobs, {len(jobs) - len(todo)} already done"
+        + ("" if args.retry == "all" else f" or not retried (--retry {args.retry})")
+        + f", {len(todo)} to run"
         f" ({n_jobs} at once, {threads} thread(s) each, backend {args.backend})",
         file=sys.stderr,
     )

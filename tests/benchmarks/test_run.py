@@ -201,3 +201,14 @@ def test_the_studies_read_past_a_line_torn_by_a_kill(tmp_path):
     strategy_check_row = {"strategy": "snas", "dataset": "california", "status": "ok"}
     run.append_row(path, strategy_check_row)  # the resumed run's next row stands alone
     assert set(strategy_check.load(path)) == {("gdas", "california"), ("snas", "california")}
+
+
+def test_retry_chooses_which_unfinished_jobs_run_again(tmp_path, tiny_index):
+    config = _config(tmp_path, tiny_index, '["tiny_clf"]')
+    out = str(tmp_path / "out")
+    first = run.main([config, "--out", out, "--time-limit", "0.05", "--backend", "sequential"])
+    assert [r["status"] for r in first] == ["timeout"]
+    assert run.main([config, "--out", out, "--retry", "none"]) == []
+    assert run.main([config, "--out", out, "--retry", "errors"]) == []  # a timeout is kept
+    again = run.main([config, "--out", out])  # the default tries it again
+    assert [r["status"] for r in again] == ["ok"]
