@@ -396,6 +396,7 @@ def report(results: Path, default: str = "darts-pt") -> str:
             )
             + " |"
         )
+    out += _paired_section(by_dataset)
     if evolution:
         out += ["", "Evolution vs random search at equal time (each search arm's time, each"
                 " dataset): {}/{}/{} wins / ties / losses.".format(*evolution_vs_random)]
@@ -424,6 +425,43 @@ def report(results: Path, default: str = "darts-pt") -> str:
         for arm, c in op_counts.items()
     ]
     return "\n".join(out) + "\n"
+
+
+def paired(jobs: list[dict[str, Any]], key: str, other: str) -> tuple[list[int], float, float]:
+    """``key`` against ``other`` seed by seed (same split): seeds won / tied / lost, and the
+    mean paired difference (positive: ``key`` better) with its standard error."""
+    sign = 1 if jobs[0]["higher_is_better"] else -1
+    diffs = [sign * (j[key] - j[other]) for j in jobs]
+    counts = [sum(d > 0 for d in diffs), sum(d == 0 for d in diffs), sum(d < 0 for d in diffs)]
+    se = float(np.std(diffs, ddof=1) / np.sqrt(len(diffs))) if len(diffs) > 1 else float("nan")
+    return counts, float(np.mean(diffs)), se
+
+
+def _paired_section(by_dataset: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """Each selection against the median random architecture and random search at equal
+    time, paired by seed, with how many datasets it wins by more than two standard errors
+    of the paired difference (the seeds' spread, not only the sign of the means)."""
+    out = ["", "## Paired by seed: wins outside the seeds' spread", "",
+           "Per dataset, seeds won / tied / lost on test and the mean paired difference"
+           " ± its standard error (accuracy, or RMSE with the sign turned so that positive"
+           " is better); **bold** where the mean exceeds two standard errors.", "",
+           "| dataset | arm | vs median random | vs random search at equal time |",
+           "|---|---|---|---|"]
+    clear = {arm: [0, 0] for arm in SELECTIONS}
+    for dataset, jobs in sorted(by_dataset.items()):
+        for arm in SELECTIONS:
+            cells = []
+            for i, other in enumerate(("test:random-median", f"test:random-search@{arm}")):
+                counts, mean, se = paired(jobs, f"test:{arm}", other)
+                text = "{}/{}/{}: {:+.4f} ± {:.4f}".format(*counts, mean, se)
+                outside = mean > 2 * se
+                clear[arm][i] += outside
+                cells.append(f"**{text}**" if outside else text)
+            out.append(f"| {dataset} | {arm} | " + " | ".join(cells) + " |")
+    out += ["", "Datasets won outside the seeds' spread, of {}: ".format(len(by_dataset))
+            + "; ".join(f"{arm} {c[0]} against the median random architecture, {c[1]} against"
+                        " random search at equal time" for arm, c in clear.items())]
+    return out
 
 
 def main(argv: list[str] | None = None) -> str:

@@ -183,3 +183,37 @@ def test_a_job_with_the_evolution_arm_reports_it(tiny_index, tmp_path):
         assert info["parent"] in {"random-0", "random-1", *children}
     (tmp_path / "results.jsonl").write_text(json.dumps(row, default=str) + "\n")
     assert "| evolution = darts-pt time |" in report(tmp_path / "results.jsonl")
+
+
+def test_paired_by_seed_counts_seeds_and_turns_rmse_so_that_positive_is_better(tmp_path):
+    from benchmarks.search_value import paired
+
+    accuracy = [{"higher_is_better": True, "test:a": a, "test:b": b}
+                for a, b in ((0.80, 0.70), (0.75, 0.75), (0.90, 0.80))]
+    counts, mean, se = paired(accuracy, "test:a", "test:b")
+    assert counts == [2, 1, 0] and mean == pytest.approx(0.2 / 3)
+    assert se == pytest.approx(0.057735 / 3**0.5, rel=1e-4)
+    rmse = [{"higher_is_better": False, "test:a": a, "test:b": b}
+            for a, b in ((0.40, 0.50), (0.41, 0.50), (0.42, 0.50))]
+    counts, mean, se = paired(rmse, "test:a", "test:b")
+    assert counts == [3, 0, 0] and mean == pytest.approx(0.09) and mean > 2 * se
+
+    # in the report: a win on every seed by a steady margin is outside the spread
+    def job(seed, own):
+        arms = {
+            "darts-pt": arm(10.0, 0.8, own, **SEARCH),
+            "fixed-alpha-pt": arm(4.0, 0.7, 0.70, **SEARCH),
+            "darts-argmax": arm(5.0, 0.9, 0.60),
+            "ft-point": arm(1.0, 0.6, 0.60),
+            "resnet-point": arm(1.0, 0.6, 0.60),
+            **{f"random-{i}": arm(3.0, 0.6, 0.65) for i in range(3)},
+        }
+        return {"status": "ok", "dataset": "toy", "task": "binclass", "seed": seed, "arms": arms}
+
+    results = tmp_path / "results.jsonl"
+    results.write_text("".join(json.dumps(job(s, own)) + "\n"
+                               for s, own in enumerate((0.80, 0.81, 0.79))))
+    text = report(results)
+    assert "| toy | darts-pt | **3/0/0: +0.1500 ± 0.0058** |" in text
+    assert "darts-pt 1 against the median random architecture, 1 against random search" in text
+    assert "darts-argmax 0 against the median random" in text  # it loses
