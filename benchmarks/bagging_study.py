@@ -23,7 +23,7 @@ from pathlib import Path
 
 from benchmarks.datasets import load_local
 from benchmarks.protocol import prepare, scores
-from benchmarks.run import append_row, read_results
+from benchmarks.results_io import append_row, read_results
 
 DATASETS = ("diabetes", "credit_g", "vehicle", "banknote", "wine_quality_red", "segment", "phoneme")
 ARMS = {"no bagging": 0, "5-fold bagging": 5}

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.config import DatasetSpec, ModelSpec
+from benchmarks.results_io import json_default
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -357,17 +358,9 @@ def _main(argv: list[str]) -> int:
     job = Job.from_dict(json.loads(Path(job_file).read_text()))
     row = execute(job)
     tmp = Path(result_file).with_suffix(".tmp")
-    tmp.write_text(json.dumps(row, default=_json_default))
+    tmp.write_text(json.dumps(row, default=json_default))
     tmp.replace(result_file)
     return 0
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,8 @@ the reference side by side, on the same device and the same batches:
 
 Writes ``perf.json`` and ``perf.md`` to ``--out`` after each section. A rerun into the
 same ``--out`` replaces the sections it runs and keeps the others (each section records
-when it finished), and refuses a folder that holds another device's or preset's run.
+when it finished), and refuses a folder that holds a run of another setting (GPU or CPU
+device, number of CPU cores, torch version, preset).
 Timings are medians of repeated blocks; the load average is recorded with them (timings
 beside another heavy job are not comparable).
 """
@@ -49,8 +50,8 @@ import resource
 import statistics
 import time
 from collections.abc import Callable
-from queue import Empty
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
 import numpy as np
@@ -694,6 +695,8 @@ def _section_in_process(
         except Empty:
             if not process.is_alive():
                 process.join()
+                with contextlib.suppress(Empty):  # a result put just before it exited
+                    return queue.get(timeout=1)
                 return {"error": f"the section's process died with exit code {process.exitcode}"}
     process.join()
     return result
@@ -707,17 +710,27 @@ def _earlier_sections(path: Path, report: dict[str, Any]) -> dict[str, Any]:
     try:
         earlier = json.loads(path.read_text())
     except json.JSONDecodeError as error:
-        raise SystemExit(f"{path} is not a perf report ({error}); move it away or use another --out")
-    ran_on = (earlier.get("machine", {}).get("device", "").split(":")[0], earlier.get("preset"))
-    runs_on = (report["machine"]["device"].split(":")[0], report["preset"])
+        raise SystemExit(
+            f"{path} is not a perf report ({error}); move it away or use another --out"
+        ) from None
+    ran_on, runs_on = _setting(earlier), _setting(report)
     if ran_on != runs_on:
         raise SystemExit(
-            f"{path} holds a run on {ran_on[0]} at preset {ran_on[1]!r}, this one runs on "
-            f"{runs_on[0]} at {runs_on[1]!r}: use another --out, so that the two are not mixed"
+            f"{path} holds a run of another setting ({ran_on}), this one is {runs_on}: use"
+            " another --out, so that the two are not mixed in one table"
         )
     date = earlier.get("machine", {}).get("date", "–")  # sections saved before they had a date
     return {name: {"finished_at": date, **section}
             for name, section in earlier.get("sections", {}).items()}
+
+
+def _setting(report: dict[str, Any]) -> str:
+    """What a section's figures depend on beside the code: device, CPU cores, torch, preset."""
+    m = report.get("machine", {})
+    device = m.get("gpu") or str(m.get("device", "?")).split(":")[0]
+    return f"{device}, {m.get('cpu_count')} CPU cores, torch {m.get('torch')}, preset " + repr(
+        report.get("preset")
+    )
 
 
 def save(report: dict[str, Any], out: Path) -> str:

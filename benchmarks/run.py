@@ -27,6 +27,7 @@ from typing import Any
 
 from benchmarks.config import BenchConfig, load_config, select
 from benchmarks.jobs import Job, run_job
+from benchmarks.results_io import append_row, json_default, read_results
 
 RESULTS_FILE = "results.jsonl"
 
@@ -143,9 +144,9 @@ def make_jobs(
                 )
         else:
             datasets.append(spec)
-    unique: dict[str, DatasetSpec] = {}
-    for spec in datasets:  # one job per name: a task named twice (by a suite and alone) runs once
-        unique.setdefault(spec.name, spec)
+    unique: dict[tuple[str, str], DatasetSpec] = {}
+    for spec in datasets:  # a task listed twice (by its suite and alone) runs once
+        unique.setdefault((spec.source, str(spec.ref)), spec)
     datasets = list(unique.values())
     return [
         Job(
@@ -165,20 +166,6 @@ def make_jobs(
         for model in cfg.models
         for seed in cfg.seeds
     ]
-
-
-def read_results(path: Path) -> list[dict[str, Any]]:
-    """The rows of a results.jsonl (a torn last line from a crash is skipped)."""
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return rows
 
 
 RETRY = {  # --retry: the statuses of earlier rows whose jobs are not run again
@@ -231,32 +218,7 @@ def refuse_stale_rows(
 
 def _as_json(value: Any) -> Any:
     """``value`` as it reads back from a results row (tuples become lists, and so on)."""
-    from benchmarks.jobs import _json_default
-
-    return json.loads(json.dumps(value, default=_json_default))
-
-
-def append_row(path: Path, row: dict[str, Any]) -> None:
-    """Append one JSON line atomically: one ``os.write`` on an O_APPEND file, then fsync.
-
-    A file that does not end in a newline (a crash tore its last line) gets one first, in
-    the same write: the torn fragment stays a line of its own, which :func:`read_results`
-    skips, and the new row is never glued onto it.
-    """
-    from benchmarks.jobs import _json_default
-
-    data = (json.dumps(row, default=_json_default) + "\n").encode()
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        size = os.fstat(fd).st_size
-        if size and os.pread(fd, 1, size - 1) != b"\n":
-            data = b"\n" + data
-        view = memoryview(data)
-        while view:  # one write; the loop only finishes a short write (a full disk)
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    return json.loads(json.dumps(value, default=json_default))
 
 
 def _threads_per_job(n_jobs: int, threads: int | None) -> int:

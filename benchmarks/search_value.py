@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.models import Adapter
-from benchmarks.run import read_results
+from benchmarks.results_io import read_results
 
 SEARCH_ARMS = {"darts-pt": ("darts", "pt"), "fixed-alpha-pt": ("fixed-alpha", "pt")}
 POINTS = {"ft-point": ("attention", "ffn"), "resnet-point": ("resnet", "skip")}
@@ -444,7 +444,8 @@ def _paired_section(by_dataset: dict[str, list[dict[str, Any]]]) -> list[str]:
     out = ["", "## Paired by seed: wins outside the seeds' spread", "",
            "Per dataset, seeds won / tied / lost on test and the mean paired difference"
            " ± its standard error (accuracy, or RMSE with the sign turned so that positive"
-           " is better); **bold** where the mean exceeds two standard errors.", "",
+           " is better); **bold** where the mean exceeds two standard errors (a screen"
+           " against the seeds' noise, not a significance test at 3 to 6 seeds).", "",
            "| dataset | arm | vs median random | vs random search at equal time |",
            "|---|---|---|---|"]
     clear = {arm: [0, 0] for arm in SELECTIONS}
@@ -458,7 +459,7 @@ def _paired_section(by_dataset: dict[str, list[dict[str, Any]]]) -> list[str]:
                 clear[arm][i] += outside
                 cells.append(f"**{text}**" if outside else text)
             out.append(f"| {dataset} | {arm} | " + " | ".join(cells) + " |")
-    out += ["", "Datasets won outside the seeds' spread, of {}: ".format(len(by_dataset))
+    out += ["", f"Datasets won outside the seeds' spread, of {len(by_dataset)}: "
             + "; ".join(f"{arm} {c[0]} against the median random architecture, {c[1]} against"
                         " random search at equal time" for arm, c in clear.items())]
     return out

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.models import Adapter
-from benchmarks.run import read_results
+from benchmarks.results_io import read_results
 
 ARMS = ("pt", "argmax")
 PRIMARY = {"binclass": ("accuracy", True), "multiclass": ("accuracy", True),

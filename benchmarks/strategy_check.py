@@ -30,7 +30,7 @@ from sklearn.model_selection import train_test_split
 import tabnas
 from benchmarks.core_bar import california_split, fit_lightgbm, rmse
 from benchmarks.datasets import default_index_path
-from benchmarks.run import append_row, read_results
+from benchmarks.results_io import append_row, read_results
 from tabnas import TabNASClassifier, TabNASRegressor
 from tabnas.nas.strategies import STRATEGY_REGISTRY
 

@@ -39,7 +39,7 @@ from scipy import stats
 
 from benchmarks.datasets import default_index_path, load_local
 from benchmarks.protocol import PreparedData, prepare
-from benchmarks.run import append_row, read_results
+from benchmarks.results_io import append_row, read_results
 
 BASELINES = ("n_parameters",)
 

@@ -123,6 +123,6 @@ def test_a_rerun_keeps_the_sections_it_does_not_run_and_refuses_to_mix_presets(
     assert saved["sections"]["discrete"]["error"] == "stand-in for discrete #3"  # rerun
     assert all("finished_at" in section for section in saved["sections"].values())
     assert not list(tmp_path.glob(".*.tmp"))  # written whole, through a temporary file
-    with pytest.raises(SystemExit, match="at preset 'fast'.*use another --out"):
+    with pytest.raises(SystemExit, match="preset 'fast'.*this one is .*preset 'medium'"):
         perf.run(["supernet"], preset="medium", **options)
     assert json.loads((tmp_path / "perf.json").read_text()) == saved  # untouched

@@ -167,8 +167,8 @@ def test_a_resumed_run_refuses_rows_made_with_other_options(tmp_path, tiny_index
     run.main([_config(tmp_path, tiny_index, '["tiny_clf"]'), "--out", str(out)])
     before = (out / "results.jsonl").read_text()
     changed = _config(tmp_path, tiny_index, '["tiny_clf"]', extra="max_train_rows = 50")
-    with pytest.raises(SystemExit, match=r"1 finished job.*tiny_clf.*stored \(\{\}, None\), this"
-                       r" run \(\{\}, 50\).*Use another --out"):
+    with pytest.raises(SystemExit, match=r"(?s)1 finished job.*tiny_clf.*stored \(\{\}, None\),"
+                       r" this run \(\{\}, 50\).*Use another --out"):
         run.main([changed, "--out", str(out)])
     with pytest.raises(SystemExit, match="other model options"):
         run.main([changed, "--out", str(out), "--dry-run"])
@@ -183,9 +183,12 @@ def test_a_task_named_by_its_suite_and_alone_runs_once(tmp_path, monkeypatch):
 
     monkeypatch.setattr(openml_data, "suite_task_ids", lambda suite, **kwargs: [31, 37])
     path = tmp_path / "suite.toml"
-    path.write_text("[datasets]\nopenml_suites = [99]\nopenml_tasks = [37]\n[models.dummy]\n")
+    path.write_text(
+        '[datasets]\nopenml_suites = [99]\nopenml_tasks = [{id = 37, name = "blood"}]\n'
+        "[models.dummy]\n"
+    )
     jobs = run.make_jobs(load_config(str(path), check_local=False), threads=1)
-    assert sorted(job.dataset.name for job in jobs) == ["openml-task:31", "openml-task:37"]
+    assert sorted(job.dataset.name for job in jobs) == ["blood", "openml-task:31"]
 
 
 def test_the_studies_read_past_a_line_torn_by_a_kill(tmp_path):
